@@ -12,7 +12,8 @@ export KUBEBUILDER_ASSETS := $(BIN)
 GO_TEST_FLAGS ?=
 # Processes of envtest control planes left behind by a test binary killed
 # mid-run (a timeout panic skips cleanups); their data dirs carry this prefix.
-REAP := pkill -f 'k8s_test_framework_' >/dev/null 2>&1 || true
+# The bracket keeps the pattern from matching the shell running pkill itself.
+REAP := pkill -f '[k]8s_test_framework_' >/dev/null 2>&1 || true
 
 .PHONY: help
 help: ## List targets.

@@ -1,0 +1,352 @@
+package mutation
+
+import (
+	"encoding/json"
+	"math/big"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/config"
+)
+
+// OvercommitRecord is the JSON value of the harbormaster.io/overcommit
+// annotation: the ratios applied and, for every request that was lowered,
+// the request the pod arrived with. Keys are "containers/<name>",
+// "initContainers/<name>" and "pod"; encoding/json sorts map keys, so the
+// annotation is deterministic.
+type OvercommitRecord struct {
+	Ratios    RecordedRatios                            `json:"ratios"`
+	Originals map[string]map[corev1.ResourceName]string `json:"originals,omitempty"`
+}
+
+// RecordedRatios are the limit:request ratios applied to a pod.
+type RecordedRatios struct {
+	CPU    float64 `json:"cpu"`
+	Memory float64 `json:"memory"`
+}
+
+// ParseOvercommitRecord decodes the annotation value.
+func ParseOvercommitRecord(value string) (OvercommitRecord, error) {
+	var r OvercommitRecord
+	err := json.Unmarshal([]byte(value), &r)
+	return r, err
+}
+
+// original returns the recorded original request, if any and parsable.
+func (r OvercommitRecord) original(key string, res corev1.ResourceName) (resource.Quantity, bool) {
+	s, ok := r.Originals[key][res]
+	if !ok {
+		return resource.Quantity{}, false
+	}
+	q, err := resource.ParseQuantity(s)
+	return q, err == nil
+}
+
+func (r RecordedRatios) of(res corev1.ResourceName) float64 {
+	if res == corev1.ResourceCPU {
+		return r.CPU
+	}
+	return r.Memory
+}
+
+// overcommitted lists the only resources overcommit touches; extended
+// resources (GPUs and the like) are never lowered.
+func overcommitted() [2]corev1.ResourceName {
+	return [2]corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}
+}
+
+// resourceSlot is one place a pod declares resources.
+type resourceSlot struct {
+	key       string
+	res       *corev1.ResourceRequirements
+	limitType corev1.LimitType // which LimitRange items apply
+}
+
+func resourceSlots(spec *corev1.PodSpec) []resourceSlot {
+	slots := make([]resourceSlot, 0, len(spec.InitContainers)+len(spec.Containers)+1)
+	for i := range spec.InitContainers {
+		c := &spec.InitContainers[i]
+		slots = append(slots, resourceSlot{"initContainers/" + c.Name, &c.Resources, corev1.LimitTypeContainer})
+	}
+	for i := range spec.Containers {
+		c := &spec.Containers[i]
+		slots = append(slots, resourceSlot{"containers/" + c.Name, &c.Resources, corev1.LimitTypeContainer})
+	}
+	if spec.Resources != nil {
+		slots = append(slots, resourceSlot{"pod", spec.Resources, corev1.LimitTypePod})
+	}
+	return slots
+}
+
+// targetCalculator computes the request a resource with a given limit
+// should have.
+type targetCalculator struct {
+	floors      map[corev1.ResourceName]resource.Quantity
+	limitRanges []corev1.LimitRange
+}
+
+func newTargetCalculator(cfg *config.Config, limitRanges []corev1.LimitRange) targetCalculator {
+	floors := make(map[corev1.ResourceName]resource.Quantity, 2)
+	if q := cfg.Overcommit.MinCPURequest; q != nil {
+		floors[corev1.ResourceCPU] = *q
+	}
+	if q := cfg.Overcommit.MinMemoryRequest; q != nil {
+		floors[corev1.ResourceMemory] = *q
+	}
+	return targetCalculator{floors: floors, limitRanges: limitRanges}
+}
+
+// target is ceil(limit/ratio) (cpu in millicores, memory in bytes), raised
+// to the configured floor, to every applicable LimitRange min and to
+// ceil(limit/maxLimitRequestRatio), and capped at the limit.
+func (tc targetCalculator) target(res corev1.ResourceName, limit resource.Quantity, ratio *big.Rat, limitType corev1.LimitType) resource.Quantity {
+	target, ok := divideRoundingUp(res, limit, ratio)
+	if !ok {
+		return limit
+	}
+	raise := func(q resource.Quantity) {
+		if q.Cmp(target) > 0 {
+			target = q
+		}
+	}
+	if f, ok := tc.floors[res]; ok {
+		raise(f)
+	}
+	for _, lr := range tc.limitRanges {
+		for _, item := range lr.Spec.Limits {
+			if item.Type != limitType {
+				continue
+			}
+			if m, ok := item.Min[res]; ok {
+				raise(m)
+			}
+			if r, ok := item.MaxLimitRequestRatio[res]; ok && r.Sign() > 0 {
+				if q, ok := divideRoundingUp(res, limit, quantityRat(r)); ok {
+					raise(q)
+				} else {
+					raise(limit)
+				}
+			}
+		}
+	}
+	if target.Cmp(limit) > 0 {
+		return limit
+	}
+	return target
+}
+
+// divideRoundingUp returns q/divisor rounded up to whole millicores (cpu)
+// or bytes (everything else). ok is false when the result does not fit.
+func divideRoundingUp(res corev1.ResourceName, q resource.Quantity, divisor *big.Rat) (resource.Quantity, bool) {
+	r := quantityRat(q)
+	r.Quo(r, divisor)
+	if res == corev1.ResourceCPU {
+		r.Mul(r, big.NewRat(1000, 1))
+	}
+	n := ceilRat(r)
+	if !n.IsInt64() {
+		return resource.Quantity{}, false
+	}
+	if res == corev1.ResourceCPU {
+		return *resource.NewMilliQuantity(n.Int64(), q.Format), true
+	}
+	return *resource.NewQuantity(n.Int64(), q.Format), true
+}
+
+// quantityRat is the exact value of q.
+func quantityRat(q resource.Quantity) *big.Rat {
+	d := q.AsDec() // q is a copy; converting its representation is harmless
+	r := new(big.Rat).SetInt(d.UnscaledBig())
+	scale := int64(d.Scale())
+	switch {
+	case scale > 0:
+		r.Quo(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(scale), nil)))
+	case scale < 0:
+		r.Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(-scale), nil)))
+	}
+	return r
+}
+
+// ratioRat reads a ratio as the decimal an admin wrote: 1.1 is 11/10, not
+// the binary float just above it, so ceil(1100m/1.1) is 1000m, not 1001m.
+func ratioRat(ratio float64) *big.Rat {
+	r, ok := new(big.Rat).SetString(strconv.FormatFloat(ratio, 'g', -1, 64))
+	if !ok {
+		return big.NewRat(1, 1)
+	}
+	return r
+}
+
+func ceilRat(r *big.Rat) *big.Int {
+	// Euclidean division by a positive denominator floors; negate twice to
+	// round up.
+	n := new(big.Int).Neg(r.Num())
+	n.Div(n, r.Denom())
+	return n.Neg(n)
+}
+
+func minQuantity(a, b resource.Quantity) resource.Quantity {
+	if b.Cmp(a) < 0 {
+		return b
+	}
+	return a
+}
+
+// applyOvercommit lowers requests of a (copied) pod and records what it did
+// in the annotation. It reports whether the pod changed.
+func applyOvercommit(cfg *config.Config, pod *corev1.Pod, cpuRatio, memoryRatio float64, limitRanges []corev1.LimitRange) bool {
+	var previous OvercommitRecord
+	prevValue, hadAnnotation := pod.Annotations[config.AnnotationOvercommit]
+	if hadAnnotation {
+		// An unparsable annotation is ignored and, if anything changes,
+		// replaced.
+		previous, _ = ParseOvercommitRecord(prevValue)
+	}
+	ratios := RecordedRatios{CPU: cpuRatio, Memory: memoryRatio}
+	rats := map[corev1.ResourceName]*big.Rat{}
+	tc := newTargetCalculator(cfg, limitRanges)
+	record := OvercommitRecord{Ratios: ratios}
+	changed := false
+
+	for _, slot := range resourceSlots(&pod.Spec) {
+		for _, res := range overcommitted() {
+			limit, hasLimit := slot.res.Limits[res]
+			if !hasLimit || limit.Sign() <= 0 {
+				continue
+			}
+			// The API server defaults a missing request to the limit before
+			// admission; treat a missing one the same way.
+			arrived, hasRequest := slot.res.Requests[res]
+			if !hasRequest {
+				arrived = limit
+			}
+			original := arrived
+			recorded, wasRecorded := previous.original(slot.key, res)
+			// A genuine earlier pass only ever lowered the request, so a
+			// recorded value below the current one is stale.
+			if wasRecorded && recorded.Cmp(arrived) >= 0 {
+				original = recorded
+			} else {
+				wasRecorded = false
+			}
+			ratio := ratios.of(res)
+			if ratio == 1 && !wasRecorded {
+				continue
+			}
+			rat, ok := rats[res]
+			if !ok {
+				rat = ratioRat(ratio)
+				rats[res] = rat
+			}
+			request := minQuantity(original, tc.target(res, limit, rat, slot.limitType))
+			if request.Cmp(original) != 0 {
+				if record.Originals == nil {
+					record.Originals = map[string]map[corev1.ResourceName]string{}
+				}
+				if record.Originals[slot.key] == nil {
+					record.Originals[slot.key] = map[corev1.ResourceName]string{}
+				}
+				record.Originals[slot.key][res] = original.String()
+			}
+			if request.Cmp(arrived) != 0 {
+				if slot.res.Requests == nil {
+					slot.res.Requests = corev1.ResourceList{}
+				}
+				slot.res.Requests[res] = request
+				changed = true
+			}
+		}
+	}
+
+	if len(record.Originals) == 0 {
+		// Nothing is overcommitted: an annotation (copied from another pod,
+		// say) would only mislead resize.
+		if hadAnnotation {
+			delete(pod.Annotations, config.AnnotationOvercommit)
+			if len(pod.Annotations) == 0 {
+				pod.Annotations = nil
+			}
+			return true
+		}
+		return changed
+	}
+	encoded, err := json.Marshal(record)
+	if err != nil {
+		return changed
+	}
+	if !hadAnnotation || prevValue != string(encoded) {
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[config.AnnotationOvercommit] = string(encoded)
+		changed = true
+	}
+	return changed
+}
+
+// resizeOvercommit recomputes requests of containers whose limit changed
+// while their request did not, with the ratios recorded at creation.
+func resizeOvercommit(cfg *config.Config, oldPod, newPod *corev1.Pod, limitRanges []corev1.LimitRange) bool {
+	value, ok := oldPod.Annotations[config.AnnotationOvercommit]
+	if !ok {
+		return false
+	}
+	record, err := ParseOvercommitRecord(value)
+	if err != nil {
+		return false
+	}
+	oldSlots := map[string]*corev1.ResourceRequirements{}
+	for _, s := range resourceSlots(&oldPod.Spec) {
+		oldSlots[s.key] = s.res
+	}
+	tc := newTargetCalculator(cfg, limitRanges)
+	changed := false
+	for _, slot := range resourceSlots(&newPod.Spec) {
+		old, ok := oldSlots[slot.key]
+		if !ok {
+			continue
+		}
+		for _, res := range overcommitted() {
+			ratio := record.Ratios.of(res)
+			if !(ratio >= config.MinRatio && ratio <= config.MaxRatio) {
+				continue
+			}
+			newLimit, hasNewLimit := slot.res.Limits[res]
+			if !hasNewLimit || newLimit.Sign() <= 0 {
+				continue
+			}
+			oldLimit, hasOldLimit := old.Limits[res]
+			if hasOldLimit && oldLimit.Cmp(newLimit) == 0 {
+				continue
+			}
+			oldRequest, hadRequest := old.Requests[res]
+			current, hasRequest := slot.res.Requests[res]
+			if hadRequest != hasRequest || (hasRequest && oldRequest.Cmp(current) != 0) {
+				continue // the client chose the request itself
+			}
+			if !hasRequest {
+				current = newLimit
+			}
+			// A request that was the limit (limit-only container) follows
+			// the limit; an explicit one stays the ceiling.
+			original := current
+			if recorded, ok := record.original(slot.key, res); ok {
+				original = recorded
+				if hasOldLimit && recorded.Cmp(oldLimit) == 0 {
+					original = newLimit
+				}
+			}
+			request := minQuantity(original, tc.target(res, newLimit, ratioRat(ratio), slot.limitType))
+			if request.Cmp(current) != 0 {
+				if slot.res.Requests == nil {
+					slot.res.Requests = corev1.ResourceList{}
+				}
+				slot.res.Requests[res] = request
+				changed = true
+			}
+		}
+	}
+	return changed
+}

@@ -1,0 +1,237 @@
+package framework
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes/scheme"
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/klog/v2"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/webhook"
+)
+
+// Names the webhook uses in tests, as in manifests/.
+const (
+	WebhookNamespace = "harbormaster-system"
+	ConfigMapName    = "harbormaster-config"
+)
+
+// RunningWebhook is Harbormaster's webhook served by the test process on
+// 127.0.0.1 with a generated certificate.
+type RunningWebhook struct {
+	Server   *webhook.Server
+	Registry *prometheus.Registry
+	URL      string
+	CABundle []byte
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// ServingCert writes a self-signed certificate for 127.0.0.1 as tls.crt and
+// tls.key into dir and returns the CA bundle clients must trust.
+func ServingCert(dir string) ([]byte, error) {
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return certPEM, nil
+}
+
+// StartWebhook creates the webhook's namespace and configuration ConfigMap
+// (configYAML; empty means none), serves the webhook in-process until Stop,
+// waits until it is ready when a configuration was given, and installs the
+// webhook configurations from manifests/ pointed at it.
+func StartWebhook(ctx context.Context, cp *ControlPlane, dir, configYAML string) (*RunningWebhook, error) {
+	if err := EnsureNamespace(ctx, cp, WebhookNamespace); err != nil {
+		return nil, err
+	}
+	if configYAML != "" {
+		if err := ApplyConfig(ctx, cp, configYAML); err != nil {
+			return nil, err
+		}
+	}
+	caBundle, err := ServingCert(dir)
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	healthPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	srv, err := webhook.NewServer(cp.Config, webhook.Options{
+		Namespace: WebhookNamespace, ConfigMapName: ConfigMapName,
+		Host: "127.0.0.1", Port: port, CertDir: dir,
+		MetricsAddr: "0", HealthAddr: fmt.Sprintf("127.0.0.1:%d", healthPort),
+		Registerer: reg,
+	}, klog.Background().WithName("webhook"))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	w := &RunningWebhook{Server: srv, Registry: reg, URL: fmt.Sprintf("https://127.0.0.1:%d", port), CABundle: caBundle, cancel: cancel, done: make(chan error, 1)}
+	go func() { w.done <- srv.Manager.Start(ctx) }()
+
+	if configYAML != "" {
+		readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", healthPort)
+		if err := waitHTTP200(ctx, readyz, 60*time.Second); err != nil {
+			w.Stop()
+			return nil, fmt.Errorf("webhook not ready: %w", err)
+		}
+	}
+	if err := w.install(ctx, cp); err != nil {
+		w.Stop()
+		return nil, err
+	}
+	return w, nil
+}
+
+// RunWebhook is StartWebhook for tests, stopped at test end.
+func RunWebhook(t testing.TB, cp *ControlPlane, configYAML string) *RunningWebhook {
+	t.Helper()
+	w, err := StartWebhook(context.Background(), cp, t.TempDir(), configYAML)
+	if err != nil {
+		t.Fatalf("webhook: %v", err)
+	}
+	t.Cleanup(w.Stop)
+	return w
+}
+
+// Stop stops serving. The webhook configurations stay installed, as they
+// would in a cluster whose webhook pods are gone.
+func (w *RunningWebhook) Stop() {
+	w.cancel()
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// install creates the webhook configurations of manifests/base/webhook,
+// with each clientConfig pointed at the test process instead of the Service.
+func (w *RunningWebhook) install(ctx context.Context, cp *ControlPlane) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	objs, err := DecodeManifests(filepath.Join(root, "manifests", "base", "webhook", "webhook-configurations.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, obj := range objs {
+		switch o := obj.(type) {
+		case *admissionregistrationv1.MutatingWebhookConfiguration:
+			for i := range o.Webhooks {
+				o.Webhooks[i].ClientConfig = w.clientConfig(o.Webhooks[i].ClientConfig)
+			}
+			if _, err := cp.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		case *admissionregistrationv1.ValidatingWebhookConfiguration:
+			for i := range o.Webhooks {
+				o.Webhooks[i].ClientConfig = w.clientConfig(o.Webhooks[i].ClientConfig)
+			}
+			if _, err := cp.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		}
+	}
+	// The API server picks up new webhook configurations asynchronously.
+	time.Sleep(2 * time.Second)
+	return nil
+}
+
+func (w *RunningWebhook) clientConfig(in admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {
+	path := ""
+	if in.Service != nil && in.Service.Path != nil {
+		path = *in.Service.Path
+	}
+	url := w.URL + path
+	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle}
+}
+
+// DecodeManifests decodes every YAML document of a file into typed objects.
+func DecodeManifests(path string) ([]any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var objs []any
+	for _, doc := range strings.Split(string(data), "\n---") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
+
+// EnsureNamespace creates a namespace unless it exists.
+func EnsureNamespace(ctx context.Context, cp *ControlPlane, name string) error {
+	_, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// ApplyConfig creates or updates the configuration ConfigMap.
+func ApplyConfig(ctx context.Context, cp *ControlPlane, configYAML string) error {
+	cms := cp.Client.CoreV1().ConfigMaps(WebhookNamespace)
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: WebhookNamespace},
+		Data:       map[string]string{"config.yaml": configYAML},
+	}
+	existing, err := cms.Get(ctx, ConfigMapName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	existing.Data = cm.Data
+	_, err = cms.Update(ctx, existing, metav1.UpdateOptions{})
+	return err
+}
+
+func waitHTTP200(ctx context.Context, url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
