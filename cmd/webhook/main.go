@@ -1,6 +1,7 @@
 // Command webhook serves Harbormaster's admission webhooks: the mutating
-// rules (overcommit, soft anti-affinity, host groups, dedicated hosts) and
-// the validation of its own configuration ConfigMap.
+// rules (overcommit, soft anti-affinity, host groups, dedicated hosts), the
+// Rego governance policies with their decision log, and the validation of its
+// own configuration and policy ConfigMaps.
 package main
 
 import (
@@ -10,12 +11,15 @@ import (
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/harbormaster-dev/harbormaster/pkg/decisionlog"
 	"github.com/harbormaster-dev/harbormaster/pkg/webhook"
+	"github.com/harbormaster-dev/harbormaster/policies"
 )
 
 func main() {
-	opts := webhook.Options{}
+	opts := webhook.Options{Policies: policies.FS}
 	flag.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "harbormaster-system"), "the webhook's own namespace (never mutated; holds the configuration)")
 	flag.StringVar(&opts.ConfigMapName, "config-map", "harbormaster-config", "name of the configuration ConfigMap (key config.yaml)")
 	flag.StringVar(&opts.Host, "host", "", "address the webhook listens on (empty: all)")
@@ -23,27 +27,42 @@ func main() {
 	flag.StringVar(&opts.CertDir, "cert-dir", "/etc/harbormaster/certs", "directory with tls.crt and tls.key; reloaded when they change")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
 	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz address (0 disables)")
-	kubeconfig := flag.String("kubeconfig", "", "kubeconfig for out-of-cluster use (empty: in-cluster)")
+	flag.StringVar(&opts.PolicyConfigMapName, "policy-config-map", "harbormaster-policies", "name of the ConfigMap whose .rego keys replace the embedded policies while it exists")
+	decisionStdout := flag.Bool("decision-log-stdout", true, "write the policy decision log (one JSON line per decision) to stdout")
+	decisionFile := flag.String("decision-log-file", "", "also write the decision log to this file, rotated by size (empty: no file)")
+	decisionMaxMB := flag.Int64("decision-log-max-size-mb", 100, "size at which the decision log file is rotated")
+	decisionBackups := flag.Int("decision-log-max-backups", 5, "rotated decision log files kept")
 	klog.InitFlags(nil)
 	flag.Parse()
 
 	log := klog.NewKlogr().WithName("harbormaster-webhook")
 	ctrl.SetLogger(log)
-	if *kubeconfig != "" {
-		if err := os.Setenv("KUBECONFIG", *kubeconfig); err != nil {
-			exit(err)
-		}
-	}
+	// --kubeconfig is registered by controller-runtime; empty means
+	// in-cluster.
 	restConfig, err := ctrl.GetConfig()
 	if err != nil {
 		exit(err)
 	}
+	dlOpts := decisionlog.Options{Metrics: decisionlog.NewMetrics(crmetrics.Registry)}
+	if *decisionStdout {
+		dlOpts.Writer = os.Stdout
+	}
+	if *decisionFile != "" {
+		dlOpts.File = &decisionlog.FileOptions{Path: *decisionFile, MaxBytes: *decisionMaxMB << 20, MaxBackups: *decisionBackups}
+	}
+	decisions, err := decisionlog.New(dlOpts)
+	if err != nil {
+		exit(err)
+	}
+	defer func() { _ = decisions.Close() }()
+	opts.DecisionLog = decisions
 	srv, err := webhook.NewServer(restConfig, opts, log)
 	if err != nil {
 		exit(err)
 	}
 	log.Info("Starting", "namespace", opts.Namespace, "configMap", opts.ConfigMapName, "port", opts.Port)
 	if err := srv.Manager.Start(ctrl.SetupSignalHandler()); err != nil {
+		_ = decisions.Close()
 		exit(err)
 	}
 }

@@ -35,10 +35,6 @@ const DefaultTestTimeout = 5 * time.Second
 // for a log line, long enough never to collide between two bundles.
 const revisionLen = 12
 
-// deniedBuiltins cannot be called by policies: admission must not wait on
-// the network, and a policy has no business reading the OPA runtime.
-var deniedBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
-
 // LoadOptions tune Load.
 type LoadOptions struct {
 	// RunTests runs the bundle's own *_test.rego tests; a bundle with a
@@ -191,11 +187,17 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Bundle, error) {
 	return b, nil
 }
 
-// capabilities are this OPA's builtins minus deniedBuiltins.
+// capabilities are this OPA's builtins minus those a policy must not call:
+// admission must not wait on the network, and a policy has no business
+// reading the OPA runtime.
 func capabilities() *ast.Capabilities {
 	caps := ast.CapabilitiesForThisVersion()
 	caps.Builtins = slices.DeleteFunc(slices.Clone(caps.Builtins), func(b *ast.Builtin) bool {
-		return slices.Contains(deniedBuiltins, b.Name)
+		switch b.Name {
+		case "http.send", "net.lookup_ip_addr", "opa.runtime":
+			return true
+		}
+		return false
 	})
 	return caps
 }

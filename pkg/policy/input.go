@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
 )
@@ -102,40 +104,109 @@ func tenantOf(cfg *config.Config, nsLabels map[string]string) *Tenant {
 	return out
 }
 
-// value converts the document to an AST value, reusing cfgValue (the
-// already converted config) because the config is most of the bytes and
-// changes rarely.
-func (d Document) value(cfgValue ast.Value) (ast.Value, error) {
-	// Everything but the config, in one go.
-	raw, err := json.Marshal(struct {
-		Request         *admissionv1.AdmissionRequest `json:"request"`
-		Namespace       Namespace                     `json:"namespace"`
-		Tenant          *Tenant                       `json:"tenant"`
-		ExemptNamespace bool                          `json:"exempt_namespace"`
-	}{d.Request, d.Namespace, d.Tenant, d.ExemptNamespace})
+// value converts the document to an AST value without a JSON round trip
+// of the whole. It is a lazy object: a pod is a few KiB of JSON of which
+// policies read a handful of fields, and only those get converted. A lazy
+// object caches conversions, so it is not safe for concurrent use: each
+// evaluation builds its own. cfg is the config's JSON form (see
+// configNative), shared read-only between evaluations.
+func (d Document) value(cfg any) (ast.Value, error) {
+	req, err := requestNative(d.Request)
+	if err != nil {
+		return nil, err
+	}
+	var tenant any
+	if t := d.Tenant; t != nil {
+		var maxGPUs any
+		if t.MaxGPUsPerPod != nil {
+			maxGPUs = json.Number(strconv.FormatInt(*t.MaxGPUsPerPod, 10))
+		}
+		tenant = map[string]any{
+			"name":              t.Name,
+			"known":             t.Known,
+			"hostGroups":        stringsNative(t.HostGroups),
+			"defaultHostGroup":  t.DefaultHostGroup,
+			"maxGPUsPerPod":     maxGPUs,
+			"allowedGPUModels":  stringsNative(t.AllowedGPUModels),
+			"allowedRegistries": stringsNative(t.AllowedRegistries),
+		}
+	}
+	labels := make(map[string]any, len(d.Namespace.Labels))
+	for k, v := range d.Namespace.Labels {
+		labels[k] = v
+	}
+	return ast.LazyObject(map[string]any{
+		"request":          req,
+		"namespace":        map[string]any{"name": d.Namespace.Name, "labels": labels},
+		"tenant":           tenant,
+		"exempt_namespace": d.ExemptNamespace,
+		"config":           cfg,
+	}), nil
+}
+
+// stringsNative is ss as JSON decoding would produce it.
+func stringsNative(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// requestNative decodes the request with its objects' raw JSON as is,
+// rather than re-encoding them inside the whole request.
+func requestNative(req *admissionv1.AdmissionRequest) (map[string]any, error) {
+	shallow := *req
+	shallow.Object, shallow.OldObject = runtime.RawExtension{}, runtime.RawExtension{}
+	raw, err := json.Marshal(&shallow)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: encoding request: %w", err)
 	}
-	v, err := ast.ValueFromReader(bytes.NewReader(raw))
-	if err != nil {
+	var m map[string]any
+	if err := decodeJSON(raw, &m); err != nil {
 		return nil, fmt.Errorf("policy input: decoding request: %w", err)
 	}
-	obj, ok := v.(ast.Object)
-	if !ok {
-		return nil, fmt.Errorf("policy input: document is %T, not an object", v)
+	if m["object"], err = rawExtensionValue(req.Object); err != nil {
+		return nil, fmt.Errorf("policy input: request.object: %w", err)
 	}
-	obj.Insert(ast.InternedTerm("config"), ast.NewTerm(cfgValue))
-	return obj, nil
+	if m["oldObject"], err = rawExtensionValue(req.OldObject); err != nil {
+		return nil, fmt.Errorf("policy input: request.oldObject: %w", err)
+	}
+	return m, nil
 }
 
-// configValue converts a configuration to an AST value.
-func configValue(cfg *config.Config) (ast.Value, error) {
+func rawExtensionValue(ext runtime.RawExtension) (any, error) {
+	raw := ext.Raw
+	if len(raw) == 0 {
+		if ext.Object == nil {
+			return nil, nil
+		}
+		var err error
+		if raw, err = json.Marshal(ext.Object); err != nil {
+			return nil, err
+		}
+	}
+	var v any
+	err := decodeJSON(raw, &v)
+	return v, err
+}
+
+// decodeJSON keeps numbers as json.Number, which OPA converts exactly.
+func decodeJSON(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+// configNative is the configuration as decoded JSON. Evaluations only
+// read it, so one copy serves them all.
+func configNative(cfg *config.Config) (any, error) {
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: encoding config: %w", err)
 	}
-	v, err := ast.ValueFromReader(bytes.NewReader(raw))
-	if err != nil {
+	var v any
+	if err := decodeJSON(raw, &v); err != nil {
 		return nil, fmt.Errorf("policy input: decoding config: %w", err)
 	}
 	return v, nil

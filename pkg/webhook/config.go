@@ -22,12 +22,14 @@ import (
 	"github.com/harbormaster-dev/harbormaster/pkg/configstore"
 )
 
-// ConfigValidator rejects a bad Harbormaster ConfigMap at write time, with
-// every invalid field named. The watcher still guards against documents that
-// arrive while this webhook is not installed.
+// ConfigValidator rejects a bad Harbormaster ConfigMap or policies ConfigMap
+// at write time, with every invalid field (or failing Rego file and test)
+// named. The watchers still guard against documents that arrive while this
+// webhook is not installed.
 type ConfigValidator struct {
-	Key     types.NamespacedName
-	Metrics *Metrics
+	Key       types.NamespacedName
+	PolicyKey types.NamespacedName
+	Metrics   *Metrics
 	Decoder admission.Decoder
 	Log     logr.Logger
 }
@@ -37,18 +39,25 @@ var _ admission.Handler = &ConfigValidator{}
 // Handle implements admission.Handler.
 func (v *ConfigValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
-	resp := v.handle(req)
+	resp := v.handle(ctx, req)
 	observe(v.Metrics, v.Log, WebhookConfig, req, resp, nil, time.Since(start))
 	return resp
 }
 
-func (v *ConfigValidator) handle(req admission.Request) admission.Response {
-	if req.Namespace != v.Key.Namespace || req.Name != v.Key.Name || req.Operation == admissionv1.Delete {
+func (v *ConfigValidator) handle(ctx context.Context, req admission.Request) admission.Response {
+	key := types.NamespacedName{Namespace: req.Namespace, Name: req.Name}
+	if (key != v.Key && key != v.PolicyKey) || req.Operation == admissionv1.Delete {
 		return admission.Allowed("")
 	}
 	cm := &corev1.ConfigMap{}
 	if err := v.Decoder.Decode(req, cm); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if key == v.PolicyKey {
+		if err := validatePolicyConfigMap(ctx, cm); err != nil {
+			return admission.Denied(fmt.Sprintf("policy bundle rejected: %v", err))
+		}
+		return admission.Allowed("")
 	}
 	if _, err := config.Parse([]byte(cm.Data[config.ConfigMapKey])); err != nil {
 		return admission.Denied(fmt.Sprintf("data[%s]: %v", config.ConfigMapKey, err))

@@ -30,6 +30,7 @@ const (
 	WebhookPods       = "pods"
 	WebhookDaemonSets = "daemonsets"
 	WebhookConfig     = "config"
+	WebhookPolicy     = "policy"
 )
 
 // ClusterView answers the read-only questions admission asks about the

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 
 	"github.com/go-logr/logr"
@@ -26,6 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/harbormaster-dev/harbormaster/pkg/configstore"
+	"github.com/harbormaster-dev/harbormaster/pkg/decisionlog"
+	"github.com/harbormaster-dev/harbormaster/pkg/policy"
 )
 
 // Paths the webhooks are served on; manifests/ and tests register these.
@@ -33,6 +36,7 @@ const (
 	PathMutatePods       = "/mutate-pods"
 	PathMutateDaemonSets = "/mutate-daemonsets"
 	PathValidateConfig   = "/validate-config"
+	PathValidatePolicy   = "/validate-policy"
 )
 
 // Options configure the webhook server.
@@ -41,6 +45,13 @@ type Options struct {
 	// the configuration ConfigMap lives.
 	Namespace     string
 	ConfigMapName string
+	// PolicyConfigMapName names the ConfigMap whose .rego keys, when it
+	// exists, replace the embedded policies.
+	PolicyConfigMapName string
+	// Policies is the embedded default policy bundle (policies.FS).
+	Policies fs.FS
+	// DecisionLog receives one line per policy decision; nil logs nothing.
+	DecisionLog *decisionlog.Logger
 	// Host and Port the webhook listens on; CertDir holds tls.crt and
 	// tls.key and is watched, so rotated certificates are picked up live.
 	Host    string
@@ -61,13 +72,24 @@ type Server struct {
 	Manager ctrl.Manager
 	Store   *configstore.Store
 	Metrics *Metrics
+	Engine  *policy.Engine
 }
 
 // NewServer wires the webhook server. Start it with Server.Manager.Start.
 func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server, error) {
-	if opts.Namespace == "" || opts.ConfigMapName == "" {
-		return nil, errors.New("webhook: namespace and configmap name are required")
+	if opts.Namespace == "" || opts.ConfigMapName == "" || opts.PolicyConfigMapName == "" {
+		return nil, errors.New("webhook: namespace, configmap and policy configmap names are required")
 	}
+	if opts.Policies == nil {
+		return nil, errors.New("webhook: the embedded policy bundle is required")
+	}
+	// The embedded bundle is compiled and its tests run before serving: a
+	// binary with broken policies fails at start, not at the first pod.
+	embedded, err := policy.Load(context.Background(), opts.Policies, policyLoadOptions)
+	if err != nil {
+		return nil, fmt.Errorf("embedded policies: %w", err)
+	}
+	engine := policy.NewEngine(embedded, policy.EngineOptions{})
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -105,6 +127,13 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 	if err := setupConfigWatcher(mgr, key, store, log.WithName("config")); err != nil {
 		return nil, err
 	}
+	policyKey := types.NamespacedName{Namespace: opts.Namespace, Name: opts.PolicyConfigMapName}
+	policyMetrics := NewPolicyMetrics(reg)
+	pw := &policyWatcher{reader: mgr.GetClient(), key: policyKey, engine: engine, embedded: embedded, metrics: policyMetrics, log: log.WithName("policies")}
+	pw.install(embedded, "embedded")
+	if err := setupPolicyWatcher(mgr, pw); err != nil {
+		return nil, err
+	}
 	// Start the informers admission reads from with the manager, not lazily
 	// at the first admission request.
 	for _, obj := range []client.Object{&corev1.Namespace{}, &corev1.LimitRange{}} {
@@ -122,7 +151,11 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 		Store: store, View: view, OwnNamespace: opts.Namespace, Metrics: metrics, Decoder: decoder, Log: log.WithName(WebhookDaemonSets),
 	}))
 	hooks.Register(PathValidateConfig, withRecover(&ConfigValidator{
-		Key: key, Metrics: metrics, Decoder: decoder, Log: log.WithName(WebhookConfig),
+		Key: key, PolicyKey: policyKey, Metrics: metrics, Decoder: decoder, Log: log.WithName(WebhookConfig),
+	}))
+	hooks.Register(PathValidatePolicy, withRecover(&PolicyValidator{
+		Store: store, Engine: engine, View: view, OwnNamespace: opts.Namespace, DecisionLog: opts.DecisionLog,
+		Metrics: metrics, Log: log.WithName(WebhookPolicy),
 	}))
 
 	if opts.HealthAddr != "0" {
@@ -141,7 +174,7 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 			return nil, err
 		}
 	}
-	return &Server{Manager: mgr, Store: store, Metrics: metrics}, nil
+	return &Server{Manager: mgr, Store: store, Metrics: metrics, Engine: engine}, nil
 }
 
 // withRecover turns a panic in a handler into an error response; the

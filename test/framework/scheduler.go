@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/component-base/configz"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
@@ -66,6 +67,11 @@ func StartScheduler(ctx context.Context, dir, configYAML string) (*RunningSchedu
 		return nil, fmt.Errorf("scheduler setup: %w", err)
 	}
 	rs := &RunningScheduler{cancel: cancel, done: make(chan error, 1)}
+	// app.Run registers its configuration under a process-wide configz name
+	// and fails if an earlier in-process scheduler of this test binary did.
+	// Nothing serves /configz here (BindPort=0), so dropping the old entry
+	// is harmless.
+	configz.Delete("componentconfig")
 	go func() { rs.done <- app.Run(ctx, cc, sched) }()
 	return rs, nil
 }

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/harbormaster-dev/harbormaster/pkg/webhook"
 )
@@ -83,6 +84,9 @@ func StartWebhook(ctx context.Context, cp *ControlPlane, dir, configYAML string)
 	if err != nil {
 		return nil, err
 	}
+	// controller-runtime's own components (cert watcher, manager) log through
+	// its global root logger; route it to klog as cmd/webhook does.
+	ctrllog.SetLogger(klog.Background())
 	reg := prometheus.NewRegistry()
 	srv, err := webhook.NewServer(cp.Config, webhook.Options{
 		Namespace: WebhookNamespace, ConfigMapName: ConfigMapName,
@@ -161,9 +165,44 @@ func (w *RunningWebhook) install(ctx context.Context, cp *ControlPlane) error {
 			}
 		}
 	}
-	// The API server picks up new webhook configurations asynchronously.
-	time.Sleep(2 * time.Second)
-	return nil
+	return w.waitEffective(ctx, cp)
+}
+
+// waitEffective returns once the API server calls the webhook. It picks up
+// new webhook configurations asynchronously, and a test that stops the
+// webhook right after starting it would otherwise see requests admitted
+// without any webhook. The probe is a dry-run pod in "default", which the
+// pods webhook (failurePolicy Ignore) receives.
+func (w *RunningWebhook) waitEffective(ctx context.Context, cp *ControlPlane) error {
+	before := w.admissionCount()
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "webhook-probe-"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "registry.k8s.io/pause:3.10"}}},
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		// The result does not matter (policies may deny it), only that the
+		// webhook saw it.
+		_, _ = cp.Client.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return w.admissionCount() > before, nil
+	})
+}
+
+// admissionCount sums harbormaster_admission_requests_total.
+func (w *RunningWebhook) admissionCount() float64 {
+	families, err := w.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, f := range families {
+		if f.GetName() != "harbormaster_admission_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
 }
 
 func (w *RunningWebhook) clientConfig(in admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {

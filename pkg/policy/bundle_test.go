@@ -1,0 +1,237 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/config"
+)
+
+func TestLoadFixtureBundle(t *testing.T) {
+	b := loadDir(t, "testdata/bundle", LoadOptions{RunTests: true})
+
+	require.Regexp(t, regexp.MustCompile(`^[0-9a-f]{12}$`), b.Revision())
+	require.Equal(t, 4, b.TestsRun())
+	require.Equal(t, []string{"gpu.rego", "lib.rego", "registry.rego", "tenancy.rego", "tenancy_test.rego"}, b.Files())
+
+	var ids []string
+	for _, r := range b.Catalog() {
+		ids = append(ids, r.ID)
+	}
+	require.Equal(t, []string{"HM-GPU-001", "HM-GPU-002", "HM-HG-001", "HM-HG-002", "HM-REG-001", "HM-REG-002", "HM-TEN-001"}, ids)
+
+	hg, ok := b.Rule("HM-HG-001")
+	require.True(t, ok)
+	require.Equal(t, RuleInfo{
+		ID:          "HM-HG-001",
+		Title:       "Pod pins a node",
+		Description: "Tenant pods must not set spec.nodeName; placement is the scheduler's job.",
+		Severity:    "high",
+		Enforcement: config.EnforcementDeny,
+		Control:     "TEN-2, PLC-1",
+		Package:     "harbormaster.tenancy",
+		Set:         "deny",
+		File:        "tenancy.rego",
+		Row:         34,
+	}, hg)
+	reg, _ := b.Rule("HM-REG-001")
+	require.Equal(t, config.EnforcementDryRun, reg.Enforcement)
+	require.Equal(t, "deny", reg.Set)
+}
+
+// A policy module with the given rule body under one METADATA block.
+func module(pkg, custom, rule string) string {
+	return "package " + pkg + "\n\n# METADATA\n# title: T\n# custom:\n" + custom + rule
+}
+
+const okCustom = "#   id: HM-X-001\n#   enforcement: deny\n"
+
+const okDeny = `deny contains v if {
+	input.x
+	v := {"id": "HM-X-001", "msg": "m", "field": "f"}
+}
+`
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		files   map[string]string
+		wantErr []string
+	}{
+		{
+			name:    "no rego files",
+			files:   map[string]string{"README.md": "hi"},
+			wantErr: []string{"no .rego files"},
+		},
+		{
+			name:    "only tests",
+			files:   map[string]string{"a_test.rego": "package harbormaster.a_test\n\ntest_x if true\n"},
+			wantErr: []string{"no policy modules"},
+		},
+		{
+			name:    "parse error names the file",
+			files:   map[string]string{"bad.rego": "package harbormaster.bad\n\ndeny contains v if {\n"},
+			wantErr: []string{"bad.rego:"},
+		},
+		{
+			name:    "no METADATA",
+			files:   map[string]string{"a.rego": "package harbormaster.a\n\n" + okDeny},
+			wantErr: []string{"a.rego:3: deny rule has no METADATA"},
+		},
+		{
+			name:    "missing id",
+			files:   map[string]string{"a.rego": module("harbormaster.a", "#   enforcement: deny\n", okDeny)},
+			wantErr: []string{"a.rego:7: METADATA custom.id is required"},
+		},
+		{
+			name:    "missing enforcement",
+			files:   map[string]string{"a.rego": module("harbormaster.a", "#   id: HM-X-001\n", okDeny)},
+			wantErr: []string{"a.rego:7: METADATA custom.enforcement is required"},
+		},
+		{
+			name:    "unknown enforcement",
+			files:   map[string]string{"a.rego": module("harbormaster.a", "#   id: HM-X-001\n#   enforcement: block\n", okDeny)},
+			wantErr: []string{`a.rego:8: METADATA custom.enforcement "block" must be deny, warn or dryrun`},
+		},
+		{
+			name:    "id is not a string",
+			files:   map[string]string{"a.rego": module("harbormaster.a", "#   id: 12\n#   enforcement: deny\n", okDeny)},
+			wantErr: []string{"a.rego:8: METADATA custom.id must be a string"},
+		},
+		{
+			name:    "deny rule declaring warn",
+			files:   map[string]string{"a.rego": module("harbormaster.a", "#   id: HM-X-001\n#   enforcement: warn\n", okDeny)},
+			wantErr: []string{"a.rego:8: deny rule HM-X-001 declares enforcement warn"},
+		},
+		{
+			name: "warn rule declaring deny",
+			files: map[string]string{"a.rego": module("harbormaster.a", okCustom,
+				"warn contains v if {\n\tinput.x\n\tv := {\"id\": \"HM-X-001\", \"msg\": \"m\"}\n}\n")},
+			wantErr: []string{"a.rego:8: warn rule HM-X-001 declares enforcement deny"},
+		},
+		{
+			name: "duplicate id across files",
+			files: map[string]string{
+				"a.rego": module("harbormaster.a", okCustom, okDeny),
+				"b.rego": module("harbormaster.b", okCustom, okDeny),
+			},
+			wantErr: []string{"b.rego:8: rule id HM-X-001 is already declared at a.rego:8"},
+		},
+		{
+			name: "violation id differs from METADATA",
+			files: map[string]string{"a.rego": module("harbormaster.a", okCustom,
+				"deny contains v if {\n\tinput.x\n\tv := {\"id\": \"HM-Y-001\", \"msg\": \"m\"}\n}\n")},
+			wantErr: []string{`a.rego:8: violation id "HM-Y-001" differs from METADATA custom.id "HM-X-001"`},
+		},
+		{
+			name:    "lib defines deny",
+			files:   map[string]string{"lib.rego": module("harbormaster.lib", okCustom, okDeny)},
+			wantErr: []string{"lib.rego:8: package harbormaster.lib holds shared helpers and must not define deny"},
+		},
+		{
+			name:    "package outside harbormaster",
+			files:   map[string]string{"a.rego": module("acme.a", okCustom, okDeny)},
+			wantErr: []string{"a.rego:1: package acme.a is outside package harbormaster"},
+		},
+		{
+			name:    "deny as a complete rule",
+			files:   map[string]string{"a.rego": module("harbormaster.a", okCustom, "deny := true if input.x\n")},
+			wantErr: []string{"a.rego:8: deny must be a multi-value rule"},
+		},
+		{
+			name: "strict mode: unused import",
+			files: map[string]string{
+				"a.rego":   "package harbormaster.a\n\nimport data.harbormaster.lib\n\n# METADATA\n# title: T\n# custom:\n" + okCustom + okDeny,
+				"lib.rego": "package harbormaster.lib\n\nx := 1\n",
+			},
+			wantErr: []string{"a.rego:3:", "import data.harbormaster.lib unused"},
+		},
+		{
+			name: "network builtins are not available",
+			files: map[string]string{"a.rego": module("harbormaster.a", okCustom,
+				"deny contains v if {\n\thttp.send({\"method\": \"GET\", \"url\": \"http://x\"})\n\tv := {\"id\": \"HM-X-001\", \"msg\": \"m\"}\n}\n")},
+			wantErr: []string{"a.rego:9:", "http.send"},
+		},
+		{
+			name: "failing bundle test",
+			files: map[string]string{
+				"a.rego":      module("harbormaster.a", okCustom, okDeny),
+				"a_test.rego": "package harbormaster.a_test\n\nimport data.harbormaster.a\n\ntest_passes if count(a.deny) == 0\n\ntest_fires if count(a.deny) == 1 with input as {\"y\": true}\n",
+			},
+			wantErr: []string{"1 test(s) failed", "data.harbormaster.a_test.test_fires (a_test.rego:7)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := loadMap(t, tt.files)
+			require.Error(t, err)
+			require.Nil(t, b)
+			for _, want := range tt.wantErr {
+				require.Contains(t, err.Error(), want)
+			}
+		})
+	}
+}
+
+func TestLoadSkipsTestsUnlessAsked(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a.rego":      {Data: []byte(module("harbormaster.a", okCustom, okDeny))},
+		"a_test.rego": {Data: []byte("package harbormaster.a_test\n\ntest_fails if false\n")},
+	}
+	b, err := Load(context.Background(), fsys, LoadOptions{})
+	require.NoError(t, err)
+	require.Zero(t, b.TestsRun())
+	_, err = Load(context.Background(), fsys, LoadOptions{RunTests: true})
+	require.ErrorContains(t, err, "test_fails")
+}
+
+func TestRevision(t *testing.T) {
+	a := map[string]string{"a.rego": module("harbormaster.a", okCustom, okDeny), "lib.rego": "package harbormaster.lib\n\nx := 1\n"}
+	b1, err := loadMap(t, a)
+	require.NoError(t, err)
+	b2, err := loadMap(t, a)
+	require.NoError(t, err)
+	require.Equal(t, b1.Revision(), b2.Revision(), "same files, same revision")
+
+	changed := map[string]string{"a.rego": a["a.rego"], "lib.rego": "package harbormaster.lib\n\nx := 2\n"}
+	b3, err := loadMap(t, changed)
+	require.NoError(t, err)
+	require.NotEqual(t, b1.Revision(), b3.Revision(), "content change")
+
+	renamed := map[string]string{"a.rego": a["a.rego"], "lib2.rego": a["lib.rego"]}
+	b4, err := loadMap(t, renamed)
+	require.NoError(t, err)
+	require.NotEqual(t, b1.Revision(), b4.Revision(), "rename")
+}
+
+func TestRenderCatalogMarkdown(t *testing.T) {
+	catalog := []RuleInfo{
+		{ID: "HM-A-001", Title: "Pipes | here", Description: "Line one.\nLine two.", Severity: "high", Enforcement: config.EnforcementDeny, Control: "C-1", Package: "harbormaster.a", Set: "deny", File: "a.rego", Row: 7},
+		{ID: "HM-B-001", Enforcement: config.EnforcementWarn, Package: "harbormaster.b", Set: "warn", File: "b.rego", Row: 3},
+	}
+	var buf bytes.Buffer
+	require.NoError(t, RenderCatalogMarkdown(&buf, catalog))
+	out := buf.String()
+	for _, want := range []string{
+		"# Harbormaster policy catalog\n",
+		"| [HM-A-001](#hm-a-001) | Pipes \\| here | high | deny | C-1 | `a.rego:7` |\n",
+		"| [HM-B-001](#hm-b-001) |  |  | warn |  | `b.rego:3` |\n",
+		"\n## HM-A-001\n\n**Pipes | here**\n\nLine one.\nLine two.\n\n",
+		"- Default enforcement: warn (set `warn`)\n",
+		"- Severity: -\n",
+	} {
+		require.Contains(t, out, want)
+	}
+}
+
+func TestRenderFixtureCatalog(t *testing.T) {
+	b := loadDir(t, "testdata/bundle", LoadOptions{})
+	var buf bytes.Buffer
+	require.NoError(t, RenderCatalogMarkdown(&buf, b.Catalog()))
+	require.Contains(t, buf.String(), "| [HM-GPU-001](#hm-gpu-001) | Too many GPUs | high | deny | CAP-1 | `gpu.rego:13` |")
+}

@@ -1,0 +1,453 @@
+# METADATA
+# title: Harbormaster policy helpers
+# description: >-
+#   Shared helpers of the governance policies: where the pod spec of the
+#   reviewed object lives, its containers, image normalization, tenancy,
+#   dedicated pool ownership, opt-out authorization and what an UPDATE
+#   changes. Defines no deny or warn rule.
+package harbormaster.lib
+
+# Well-known labels, annotations and taint keys (see pkg/config).
+tenant_label := "harbormaster.io/tenant"
+
+host_group_label := "harbormaster.io/host-group"
+
+dedicated_key := "harbormaster.io/dedicated"
+
+exempt_label := "harbormaster.io/exempt"
+
+qos_label := "harbormaster.io/qos"
+
+default_dedicated_app_label := "app.kubernetes.io/name"
+
+# The dedicated taint's effect; a toleration with another effect cannot
+# tolerate it.
+dedicated_taint_effect := "NoSchedule"
+
+# ---------------------------------------------------------------------------
+# What is under review.
+
+# Reviewed kinds: their API group and the path of the pod template inside
+# the object. A Pod is its own template (empty path).
+reviewed_kinds := {
+	"Pod": {"group": "", "template": []},
+	"Deployment": {"group": "apps", "template": ["spec", "template"]},
+	"ReplicaSet": {"group": "apps", "template": ["spec", "template"]},
+	"StatefulSet": {"group": "apps", "template": ["spec", "template"]},
+	"DaemonSet": {"group": "apps", "template": ["spec", "template"]},
+	"Job": {"group": "batch", "template": ["spec", "template"]},
+	"CronJob": {"group": "batch", "template": ["spec", "jobTemplate", "spec", "template"]},
+}
+
+# Pod subresources that carry a pod spec a tenant can change (in-place
+# resize, debug containers); status, binding and the like are not reviewed.
+pod_subresources := {"", "resize", "ephemeralcontainers"}
+
+request_kind := object.get(input, ["request", "kind", "kind"], "")
+
+request_group := object.get(input, ["request", "kind", "group"], "")
+
+sub_resource := object.get(input, ["request", "subResource"], "")
+
+operation := object.get(input, ["request", "operation"], "")
+
+# The group is checked too: a custom resource may reuse a built-in kind name.
+kind_info := reviewed_kinds[request_kind] if reviewed_kinds[request_kind].group == request_group
+
+is_pod if {
+	kind_info
+	request_kind == "Pod"
+}
+
+is_workload if {
+	kind_info
+	request_kind != "Pod"
+}
+
+is_create if operation == "CREATE"
+
+is_update if operation == "UPDATE"
+
+exempt_namespace if input.exempt_namespace == true
+
+# reviewable: a CREATE or UPDATE of a reviewed object outside exempt
+# namespaces. DELETE and CONNECT never produce violations.
+reviewable if {
+	operation in {"CREATE", "UPDATE"}
+	is_pod
+	sub_resource in pod_subresources
+	not exempt_namespace
+}
+
+reviewable if {
+	operation in {"CREATE", "UPDATE"}
+	is_workload
+	sub_resource == ""
+	not exempt_namespace
+}
+
+# is_tenant_request: the namespace belongs to a tenant (known or not) and is
+# not exempt.
+is_tenant_request if {
+	is_object(input.tenant)
+	not exempt_namespace
+}
+
+# tenant_review: what every tenant rule requires.
+tenant_review if {
+	reviewable
+	is_tenant_request
+}
+
+# ---------------------------------------------------------------------------
+# Type guards: the engine passes Kubernetes JSON, where absent lists and maps
+# may also be null.
+
+as_object(x) := x if is_object(x)
+
+else := {}
+
+as_array(x) := x if is_array(x)
+
+else := []
+
+# ---------------------------------------------------------------------------
+# Pod template, spec, labels and field paths of any reviewed object.
+
+pod_template_of(obj) := as_object(obj) if {
+	kind_info.template == []
+} else := as_object(object.get(as_object(obj), kind_info.template, {}))
+
+pod_spec_of(obj) := as_object(object.get(pod_template_of(obj), "spec", {}))
+
+pod_labels_of(obj) := as_object(object.get(pod_template_of(obj), ["metadata", "labels"], {}))
+
+pod_annotations_of(obj) := as_object(object.get(pod_template_of(obj), ["metadata", "annotations"], {}))
+
+new_object := as_object(object.get(input, ["request", "object"], {}))
+
+# A missing oldObject on UPDATE reads as empty, so everything looks changed
+# and is checked (fail closed).
+old_object := as_object(object.get(input, ["request", "oldObject"], {}))
+
+pod_spec := pod_spec_of(new_object)
+
+pod_labels := pod_labels_of(new_object)
+
+pod_annotations := pod_annotations_of(new_object)
+
+old_pod_spec := pod_spec_of(old_object)
+
+old_pod_labels := pod_labels_of(old_object)
+
+# spec_path_prefix: "spec" for a Pod, "spec.template.spec" for most
+# workloads, "spec.jobTemplate.spec.template.spec" for a CronJob.
+spec_path_prefix := concat(".", array.concat(kind_info.template, ["spec"]))
+
+metadata_path_prefix := concat(".", array.concat(kind_info.template, ["metadata"]))
+
+spec_field(suffix) := sprintf("%s.%s", [spec_path_prefix, suffix])
+
+label_field(key) := sprintf("%s.labels[%s]", [metadata_path_prefix, key])
+
+annotation_field(key) := sprintf("%s.annotations[%s]", [metadata_path_prefix, key])
+
+node_selector := as_object(object.get(pod_spec, "nodeSelector", {}))
+
+node_selector_field(key) := spec_field(sprintf("nodeSelector[%s]", [key]))
+
+tolerations := as_array(object.get(pod_spec, "tolerations", []))
+
+toleration_field(index) := spec_field(sprintf("tolerations[%d]", [index]))
+
+required_affinity_path := ["affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"]
+
+required_affinity_field := spec_field(concat(".", required_affinity_path))
+
+# required_terms: the ORed required node selector terms ([] when none).
+required_terms := as_array(object.get(pod_spec, array.concat(required_affinity_path, ["nodeSelectorTerms"]), []))
+
+term_field(index) := sprintf("%s.nodeSelectorTerms[%d]", [required_affinity_field, index])
+
+term_expressions(term) := as_array(object.get(as_object(term), "matchExpressions", []))
+
+# A term without expressions and fields matches no node, so it can never
+# widen placement.
+empty_term(term) if {
+	count(term_expressions(term)) == 0
+	count(as_array(object.get(as_object(term), "matchFields", []))) == 0
+}
+
+# Requirement in a comparable form: values as a set, since their order does
+# not change which nodes match.
+normalize_requirement(r) := {
+	"key": object.get(as_object(r), "key", ""),
+	"operator": object.get(as_object(r), "operator", ""),
+	"values": {v | some v in as_array(object.get(as_object(r), "values", []))},
+}
+
+# ---------------------------------------------------------------------------
+# Containers.
+
+container_kinds := ["containers", "initContainers", "ephemeralContainers"]
+
+# containers: every container of the pod spec with its kind, index, name and
+# field path, e.g. {"kind": "initContainers", "index": 0, "name": "setup",
+# "container": {...}, "field": "spec.initContainers[0]"}.
+containers contains entry if {
+	some kind in container_kinds
+	some index, container in as_array(object.get(pod_spec, kind, []))
+	entry := {
+		"kind": kind,
+		"index": index,
+		"name": object.get(as_object(container), "name", ""),
+		"container": as_object(container),
+		"field": spec_field(sprintf("%s[%d]", [kind, index])),
+	}
+}
+
+# ---------------------------------------------------------------------------
+# Image references, normalized the way container runtimes resolve them:
+# "nginx" -> "docker.io/library/nginx:latest",
+# "registry.example.com:5000/a/b@sha256:..." keeps its host, port and digest.
+
+normalize_image(image) := sprintf("%s/%s%s%s", [domain, repo, tag, digest]) if {
+	[name, digest] := split_digest(image)
+	[domain, path] := split_domain(name)
+	[bare, tag0] := split_tag(path)
+	repo := library_repo(domain, bare)
+	tag := default_tag(tag0, digest)
+}
+
+split_digest(image) := [substring(image, 0, i), substring(image, i, -1)] if {
+	i := indexof(image, "@")
+	i >= 0
+} else := [image, ""]
+
+# The first path component is a registry host only if it looks like one: a
+# dot or a port, "localhost", or upper case (invalid in repository paths).
+split_domain(name) := [canonical_registry(first), substring(name, i + 1, -1)] if {
+	i := indexof(name, "/")
+	i > 0
+	first := substring(name, 0, i)
+	registry_host(first)
+} else := ["docker.io", name]
+
+registry_host(s) if contains(s, ".")
+
+registry_host(s) if contains(s, ":")
+
+registry_host("localhost")
+
+registry_host(s) if lower(s) != s
+
+canonical_registry(host) := "docker.io" if host == "index.docker.io"
+
+else := host
+
+# With the host removed, a colon can only start the tag.
+split_tag(path) := [substring(path, 0, i), substring(path, i, -1)] if {
+	i := indexof(path, ":")
+	i >= 0
+} else := [path, ""]
+
+library_repo(domain, repo) := concat("/", ["library", repo]) if {
+	domain == "docker.io"
+	not contains(repo, "/")
+} else := repo
+
+default_tag(tag, digest) := ":latest" if {
+	tag == ""
+	digest == ""
+} else := tag
+
+# image_has_prefix: the normalized image starts with prefix at a path, tag
+# or digest boundary, so "registry.example.com/team-a" does not admit
+# "registry.example.com/team-ab/x".
+image_has_prefix(image, prefix) if {
+	prefix != ""
+	startswith(image, prefix)
+	endswith(prefix, "/")
+}
+
+image_has_prefix(image, prefix) if {
+	prefix != ""
+	startswith(image, prefix)
+	substring(image, count(prefix), 1) in {"/", ":", "@"}
+}
+
+# ---------------------------------------------------------------------------
+# Quantities. Kubernetes serializes them as strings ("500m", "16Mi", "1e3").
+
+quantity(q) := q if is_number(q)
+
+quantity(q) := units.parse(q) if is_string(q)
+
+# ---------------------------------------------------------------------------
+# Tenant, configuration, host groups and dedicated pools.
+
+tenant := as_object(input.tenant)
+
+tenant_name := object.get(tenant, "name", "")
+
+tenant_host_groups := {g | some g in as_array(object.get(tenant, "hostGroups", []))}
+
+config := as_object(object.get(input, "config", {}))
+
+host_groups := as_object(object.get(config, "hostGroups", {}))
+
+# Tenant groups the config defines: the mutation confines to these only.
+allowed_host_groups := {g | some g in tenant_host_groups; host_groups[g]}
+
+# host_group_requirements[g]: the group's selector as normalized
+# requirements, matchLabels as "In [value]".
+host_group_requirements[name] := reqs if {
+	some name, group in host_groups
+	selector := as_object(object.get(as_object(group), "nodeSelector", {}))
+	labels := {normalize_requirement({"key": k, "operator": "In", "values": [v]}) |
+		some k, v in as_object(object.get(selector, "matchLabels", {}))
+	}
+	exprs := {normalize_requirement(r) | some r in as_array(object.get(selector, "matchExpressions", []))}
+	reqs := labels | exprs
+}
+
+# host_group_pairs: node label key=value pairs a group selects (matchLabels
+# and In expressions).
+host_group_pairs contains {"group": name, "key": r.key, "value": v} if {
+	some name, reqs in host_group_requirements
+	some r in reqs
+	r.operator == "In"
+	some v in r.values
+}
+
+dedicated_pools := as_object(object.get(config, "dedicatedPools", {}))
+
+dedicated_app_label := l if {
+	l := object.get(config, "dedicatedAppLabel", "")
+	l != ""
+} else := default_dedicated_app_label
+
+# owned_pools: pools of the pod's tenant whose app (if any) is the pod's.
+owned_pools := {name |
+	some name, pool in dedicated_pools
+	tenant_name != ""
+	object.get(as_object(pool), "tenant", "") == tenant_name
+	pool_app_matches(as_object(pool))
+}
+
+pool_app_matches(pool) if object.get(pool, "app", "") == ""
+
+pool_app_matches(pool) if {
+	app := object.get(pool, "app", "")
+	app != ""
+	object.get(pod_labels, dedicated_app_label, "") == app
+}
+
+foreign_pools := {name | some name, _ in dedicated_pools} - owned_pools
+
+# ---------------------------------------------------------------------------
+# Who may opt pods out (exempt label, guaranteed QoS).
+
+username := object.get(input, ["request", "userInfo", "username"], "")
+
+user_groups := {g | some g in as_array(object.get(input, ["request", "userInfo", "groups"], []))}
+
+privileged := as_object(object.get(config, "privileged", {}))
+
+privileged_user if username in as_array(object.get(privileged, "users", []))
+
+privileged_user if {
+	some g in as_array(object.get(privileged, "groups", []))
+	g in user_groups
+}
+
+kube_system_service_account if startswith(username, "system:serviceaccount:kube-system:")
+
+# Built-in controllers (ReplicaSet, StatefulSet, DaemonSet, Job) create Pods
+# from a template whose author was checked when the workload was written, so
+# their Pods carry that decision. The Deployment and CronJob controllers
+# likewise create ReplicaSets and Jobs from checked templates; those carry a
+# controller ownerReference. Nothing else from kube-system is trusted.
+trusted_controller if {
+	is_pod
+	kube_system_service_account
+}
+
+trusted_controller if {
+	request_kind in {"ReplicaSet", "Job"}
+	is_workload
+	kube_system_service_account
+	some ref in as_array(object.get(new_object, ["metadata", "ownerReferences"], []))
+	ref.controller == true
+}
+
+opt_out_authorized if privileged_user
+
+opt_out_authorized if trusted_controller
+
+# exempt_authorized: the pod is labelled exempt by someone allowed to, so the
+# mutation rightly left it alone.
+exempt_authorized if {
+	pod_labels[exempt_label] == "true"
+	opt_out_authorized
+}
+
+# ---------------------------------------------------------------------------
+# What a request changes. On UPDATE a rule reports only what the request
+# changes: re-denying a pre-existing state (created before a config change,
+# or bound by the scheduler) would block unrelated updates such as a
+# controller removing a finalizer.
+
+spec_changed(_) if is_create
+
+spec_changed(path) if {
+	is_update
+	object.get(pod_spec, path, null) != object.get(old_pod_spec, path, null)
+}
+
+label_changed(_) if is_create
+
+label_changed(key) if {
+	is_update
+	object.get(pod_labels, key, null) != object.get(old_pod_labels, key, null)
+}
+
+# new_toleration: a toleration the old object did not have.
+new_toleration(_) if is_create
+
+new_toleration(t) if {
+	is_update
+	not t in as_array(object.get(old_pod_spec, "tolerations", []))
+}
+
+# container_changed: the container is new, or the value at path differs
+# from the old container of the same kind and name.
+container_changed(_, _) if is_create
+
+container_changed(entry, _) if {
+	is_update
+	not old_container_exists(entry)
+}
+
+container_changed(entry, path) if {
+	is_update
+	some old in as_array(object.get(old_pod_spec, entry.kind, []))
+	object.get(as_object(old), "name", "") == entry.name
+	object.get(as_object(old), path, null) != object.get(entry.container, path, null)
+}
+
+old_container_exists(entry) if {
+	some old in as_array(object.get(old_pod_spec, entry.kind, []))
+	object.get(as_object(old), "name", "") == entry.name
+}
+
+# new_pod_template: a CREATE, or an UPDATE of a workload that changes its
+# pod template (a rollout of new pods). Scaling, status and finalizer
+# updates leave the template alone. Pod UPDATEs are never new templates.
+new_pod_template if is_create
+
+new_pod_template if {
+	is_update
+	is_workload
+	pod_template_of(new_object) != pod_template_of(old_object)
+}
