@@ -30,8 +30,8 @@ type ConfigValidator struct {
 	Key       types.NamespacedName
 	PolicyKey types.NamespacedName
 	Metrics   *Metrics
-	Decoder admission.Decoder
-	Log     logr.Logger
+	Decoder   admission.Decoder
+	Log       logr.Logger
 }
 
 var _ admission.Handler = &ConfigValidator{}

@@ -50,6 +50,9 @@ tenants:
 dedicatedPools:
   spark-a: {tenant: team-a, app: spark, placement: required}
   secure-b: {tenant: team-b, placement: required}
+policy:
+  # The admission tests use namespaces without a tenant too.
+  enforcement: {HM-NS-001: warn}
 `
 
 func admissionNodes() []framework.NodeSpec {
@@ -76,10 +79,14 @@ type admissionEnv struct {
 }
 
 func startAdmissionEnv(t *testing.T, withScheduler bool) *admissionEnv {
+	return startAdmissionEnvWith(t, withScheduler, admissionConfig)
+}
+
+func startAdmissionEnvWith(t *testing.T, withScheduler bool, configYAML string) *admissionEnv {
 	t.Helper()
 	cp := framework.Start(t, framework.Options{ControllerManager: true})
 	require.NoError(t, framework.CreateNodes(t.Context(), cp.Client, admissionNodes()...))
-	wh := framework.RunWebhook(t, cp, admissionConfig)
+	wh := framework.RunWebhook(t, cp, configYAML)
 	if withScheduler {
 		// The default profile name, so pods of every controller use it.
 		framework.RunScheduler(t, cp.SchedulerConfig(corev1.DefaultSchedulerName, "", false))
@@ -253,8 +260,12 @@ func TestSystemNamespacesUntouched(t *testing.T) {
 // tenant's pods land on its own groups, its owned dedicated pool is
 // reachable for the owning app, and no field of the pod spec takes it onto
 // another tenant's group or dedicated pool.
+//
+// Every policy is switched to dryrun: this test proves the mutation alone
+// confines tenants (the policies are the second line, tested in
+// governance_test.go).
 func TestTenantCannotReachForeignNodes(t *testing.T) {
-	env := startAdmissionEnv(t, true)
+	env := startAdmissionEnvWith(t, true, allPoliciesDryRun(t, admissionConfig))
 	ctx := t.Context()
 	c := env.cp.Client
 	ns := env.namespace(t, "team-a-jobs", "team-a")

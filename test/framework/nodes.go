@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // ResourceGPU is the extended resource NVIDIA's device plugin advertises.
@@ -72,16 +73,32 @@ func CreateNodes(ctx context.Context, c kubernetes.Interface, specs ...NodeSpec)
 		if err != nil {
 			return fmt.Errorf("creating node %s: %w", s.Name, err)
 		}
-		created.Status = want.Status
-		updated, err := c.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+		// Controllers of the controller-manager (ttl, ...) write the node
+		// too: both updates retry on conflict with a fresh copy.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			created.Status = want.Status
+			_, err := c.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+			if err != nil {
+				created, _ = c.CoreV1().Nodes().Get(ctx, s.Name, metav1.GetOptions{})
+			}
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("setting status of node %s: %w", s.Name, err)
 		}
 		// The TaintNodesByCondition admission plugin adds a not-ready taint
 		// at creation; the node lifecycle controller would lift it once the
 		// kubelet reports Ready, but simulated nodes have no kubelet.
-		updated.Spec.Taints = want.Spec.Taints
-		if _, err := c.CoreV1().Nodes().Update(ctx, updated, metav1.UpdateOptions{}); err != nil {
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			current, err := c.CoreV1().Nodes().Get(ctx, s.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			current.Spec.Taints = want.Spec.Taints
+			_, err = c.CoreV1().Nodes().Update(ctx, current, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("setting taints of node %s: %w", s.Name, err)
 		}
 	}

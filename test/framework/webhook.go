@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,13 +25,16 @@ import (
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/harbormaster-dev/harbormaster/pkg/decisionlog"
 	"github.com/harbormaster-dev/harbormaster/pkg/webhook"
+	"github.com/harbormaster-dev/harbormaster/policies"
 )
 
 // Names the webhook uses in tests, as in manifests/.
 const (
-	WebhookNamespace = "harbormaster-system"
-	ConfigMapName    = "harbormaster-config"
+	WebhookNamespace    = "harbormaster-system"
+	ConfigMapName       = "harbormaster-config"
+	PolicyConfigMapName = "harbormaster-policies"
 )
 
 // RunningWebhook is Harbormaster's webhook served by the test process on
@@ -39,8 +44,29 @@ type RunningWebhook struct {
 	Registry *prometheus.Registry
 	URL      string
 	CABundle []byte
-	cancel   context.CancelFunc
-	done     chan error
+	// DecisionLog holds the decision log lines written so far.
+	DecisionLog *SyncBuffer
+	cancel      context.CancelFunc
+	done        chan error
+}
+
+// SyncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Lines returns the complete lines written so far.
+func (b *SyncBuffer) Lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSuffix(b.buf.String(), "\n"), "\n")
 }
 
 // ServingCert writes a self-signed certificate for 127.0.0.1 as tls.crt and
@@ -88,8 +114,14 @@ func StartWebhook(ctx context.Context, cp *ControlPlane, dir, configYAML string)
 	// its global root logger; route it to klog as cmd/webhook does.
 	ctrllog.SetLogger(klog.Background())
 	reg := prometheus.NewRegistry()
+	decisions := &SyncBuffer{}
+	decisionLog, err := decisionlog.New(decisionlog.Options{Writer: decisions, Metrics: decisionlog.NewMetrics(reg)})
+	if err != nil {
+		return nil, err
+	}
 	srv, err := webhook.NewServer(cp.Config, webhook.Options{
-		Namespace: WebhookNamespace, ConfigMapName: ConfigMapName,
+		Namespace: WebhookNamespace, ConfigMapName: ConfigMapName, PolicyConfigMapName: PolicyConfigMapName,
+		Policies: policies.FS, DecisionLog: decisionLog,
 		Host: "127.0.0.1", Port: port, CertDir: dir,
 		MetricsAddr: "0", HealthAddr: fmt.Sprintf("127.0.0.1:%d", healthPort),
 		Registerer: reg,
@@ -98,7 +130,8 @@ func StartWebhook(ctx context.Context, cp *ControlPlane, dir, configYAML string)
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &RunningWebhook{Server: srv, Registry: reg, URL: fmt.Sprintf("https://127.0.0.1:%d", port), CABundle: caBundle, cancel: cancel, done: make(chan error, 1)}
+	w := &RunningWebhook{Server: srv, Registry: reg, URL: fmt.Sprintf("https://127.0.0.1:%d", port), CABundle: caBundle,
+		DecisionLog: decisions, cancel: cancel, done: make(chan error, 1)}
 	go func() { w.done <- srv.Manager.Start(ctx) }()
 
 	if configYAML != "" {
