@@ -7,6 +7,7 @@ package schedulerapp
 
 import (
 	"github.com/spf13/cobra"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"sigs.k8s.io/scheduler-plugins/pkg/coscheduling"
 	"sigs.k8s.io/scheduler-plugins/pkg/trimaran/loadvariationriskbalancing"
@@ -16,6 +17,8 @@ import (
 	// args) with the scheduler's config scheme so KubeSchedulerConfiguration
 	// files can carry their pluginConfig.
 	_ "sigs.k8s.io/scheduler-plugins/apis/config/scheme"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/plugins/loadaware"
 )
 
 // SchedulerName is the name pods use (spec.schedulerName) to be placed by
@@ -29,6 +32,9 @@ func RegistryOptions() []app.Option {
 		app.WithPlugin(targetloadpacking.Name, targetloadpacking.New),
 		app.WithPlugin(loadvariationriskbalancing.Name, loadvariationriskbalancing.New),
 		app.WithPlugin(coscheduling.Name, coscheduling.New),
+		// The utilisation pipeline's metrics go to the registry the
+		// scheduler serves on /metrics.
+		app.WithPlugin(loadaware.Name, loadaware.Factory(loadaware.Options{MetricsRegisterer: legacyregistry.Registerer()})),
 	}
 }
 

@@ -1,0 +1,16 @@
+package loadaware
+
+import (
+	"os"
+	"testing"
+
+	"k8s.io/kubernetes/pkg/scheduler/metrics"
+)
+
+// The framework runtime records plugin metrics into the scheduler's
+// metric vectors, which exist only once registered (kube-scheduler does it
+// at start-up).
+func TestMain(m *testing.M) {
+	metrics.Register()
+	os.Exit(m.Run())
+}
