@@ -356,21 +356,10 @@ func waitForLeaseHolder(t *testing.T, c kubernetes.Interface, name, previous str
 	return holder
 }
 
-// buildScheduler compiles cmd/scheduler once per test binary run.
+// buildScheduler compiles cmd/scheduler.
 func buildScheduler(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("the go tool is needed to build cmd/scheduler: %v", err)
-	}
-	root, err := framework.RepoRoot()
-	require.NoError(t, err)
-	out := filepath.Join(t.TempDir(), "harbormaster-scheduler")
-	cmd := exec.CommandContext(t.Context(), goBin, "build", "-o", out, "./cmd/scheduler")
-	cmd.Dir = root
-	logs, err := cmd.CombinedOutput()
-	require.NoError(t, err, "building cmd/scheduler: %s", logs)
-	return out
+	return buildCommand(t, "./cmd/scheduler")
 }
 
 // schedulerProcess is a scheduler replica run as a child that dies with
