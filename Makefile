@@ -33,13 +33,19 @@ $(TOOLS_STAMP): hack/tools/go.mod hack/tools/go.sum
 	cd hack/tools && go build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	touch $@
 
+.PHONY: deps
+deps: ## Install Debian's prometheus if missing (the demo and the metrics tests run a real one).
+	@command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
+
 .PHONY: build
 build: ## Build the webhook and scheduler binaries into bin/.
 	go build -o $(BIN)/harbormaster-webhook ./cmd/webhook
 	go build -o $(BIN)/harbormaster-scheduler ./cmd/scheduler
 
 .PHONY: test
-test: tools ## Unit and end-to-end tests (real etcd, kube-apiserver, kube-controller-manager).
+test: tools deps ## Unit and end-to-end tests (real etcd, kube-apiserver, kube-controller-manager).
 	@$(REAP)
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./... ; status=$$?; $(REAP); exit $$status
 
@@ -60,7 +66,7 @@ bench: ## Micro-benchmarks of the pure core (figures go to docs/benchmarks.md).
 	go test -run '^$$' -bench . -benchmem ./pkg/...
 
 .PHONY: demo
-demo: tools ## Local demo: a real control plane with simulated nodes; Ctrl-C stops it.
+demo: tools deps ## Local demo: control plane, webhook, scheduler, Prometheus, sample workloads and a report; Ctrl-C stops it.
 	go run ./hack/demo
 
 .PHONY: clean
