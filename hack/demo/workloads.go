@@ -67,8 +67,8 @@ func (d *demo) run(ctx context.Context) error {
 			// Simulated nodes run no kubelet, so pods never become Ready;
 			// OrderedReady would wait for cache-0 forever.
 			PodManagementPolicy: appsv1.ParallelPodManagement,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "cache"}},
-			Template: podTemplate(map[string]string{"app.kubernetes.io/name": "cache"}, "1", "4Gi"),
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "cache"}},
+			Template:            podTemplate(map[string]string{"app.kubernetes.io/name": "cache"}, "1", "4Gi"),
 		},
 	}, metav1.CreateOptions{}); err != nil {
 		return err
