@@ -69,8 +69,8 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	if req.Operation != admissionv1.Create && !resize {
 		return admission.Allowed("only pod creation and resize are mutated"), nil
 	}
-	pod := &corev1.Pod{}
-	if err := m.Decoder.Decode(req, pod); err != nil {
+	pod, err := decodePod(req.Object.Raw)
+	if err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err)), nil
 	}
 	in, err := m.input(ctx, req.Namespace)
@@ -80,8 +80,8 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	cfg := m.Store.Current().Config
 	var result mutation.Result
 	if resize {
-		old := &corev1.Pod{}
-		if err := m.Decoder.DecodeRaw(req.OldObject, old); err != nil {
+		old, err := decodePod(req.OldObject.Raw)
+		if err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old pod: %w", err)), nil
 		}
 		result = mutation.MutatePodResize(cfg, old, pod, in)
@@ -163,6 +163,14 @@ func (m *DaemonSetMutator) handle(ctx context.Context, req admission.Request) (a
 // sides go through the same typed encoding, so only real changes appear and
 // an unchanged object yields no patch at all.
 func patchResponse[T any](original, mutated *T) (admission.Response, error) {
+	if op, isPod := any(original).(*corev1.Pod); isPod {
+		if ops, ok := podPatch(op, any(mutated).(*corev1.Pod)); ok {
+			if len(ops) == 0 {
+				return admission.Allowed(""), nil
+			}
+			return admission.Patched("", ops...), nil
+		}
+	}
 	if apiequality.Semantic.DeepEqual(original, mutated) {
 		return admission.Allowed(""), nil
 	}
@@ -183,6 +191,20 @@ func patchResponse[T any](original, mutated *T) (admission.Response, error) {
 	}
 	resp := admission.Patched("", ops...)
 	return resp, nil
+}
+
+// decodePod decodes a pod as the API server sent it. The API server always
+// sends v1 Pods in its own canonical JSON, so plain JSON decoding suffices;
+// the universal deserializer's kind recognition cost as much as the rules.
+func decodePod(raw []byte) (*corev1.Pod, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("no object in the request")
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(raw, pod); err != nil {
+		return nil, err
+	}
+	return pod, nil
 }
 
 // observe records metrics and a structured log line for one admission.
@@ -208,6 +230,11 @@ func observe(m *Metrics, log logr.Logger, webhook string, req admission.Request,
 				m.Rules.WithLabelValues(webhook, rule).Inc()
 			}
 		}
+	}
+	// The log line needs the object's generated name, which costs a second
+	// decode of the object: only pay for it when the line is written.
+	if outcome != "error" && !log.V(2).Enabled() {
+		return
 	}
 	name := req.Name
 	if name == "" {
