@@ -18,44 +18,95 @@ import (
 	"github.com/harbormaster-dev/harbormaster/test/framework"
 )
 
-// kustomizeBase renders manifests/base with the kubectl of bin/.
-func kustomizeBase(t *testing.T) []byte {
+// kustomize renders a kustomization directory of manifests/ with the
+// kubectl of bin/.
+func kustomize(t *testing.T, dir string) []byte {
 	t.Helper()
 	root, err := framework.RepoRoot()
 	require.NoError(t, err)
-	out, err := exec.Command(filepath.Join(root, "bin", "kubectl"), "kustomize", filepath.Join(root, "manifests", "base")).Output()
-	require.NoError(t, err, "kubectl kustomize manifests/base")
+	out, err := exec.Command(filepath.Join(root, "bin", "kubectl"), "kustomize", filepath.Join(root, "manifests", dir)).Output()
+	require.NoError(t, err, "kubectl kustomize manifests/%s", dir)
 	return out
 }
 
-// TestManifestsApplyWithServerSideDryRun sends every object of the
-// kustomize base through the real API server's validation and admission
-// with server-side dry-run, so a schema error in manifests/ fails CI.
-func TestManifestsApplyWithServerSideDryRun(t *testing.T) {
-	cp := framework.Start(t, framework.Options{})
-	rendered := kustomizeBase(t)
-	// Namespaced objects can only be dry-run into an existing namespace.
-	require.NoError(t, framework.EnsureNamespace(t.Context(), cp, framework.WebhookNamespace))
+// thirdPartyCRDs stands in for the CRDs of cert-manager and the Prometheus
+// Operator, which the production overlay uses: enough for the API server
+// to accept their objects, not their full schemas.
+const thirdPartyCRDs = `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: certificates.cert-manager.io}
+spec:
+  group: cert-manager.io
+  scope: Namespaced
+  names: {kind: Certificate, plural: certificates}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: issuers.cert-manager.io}
+spec:
+  group: cert-manager.io
+  scope: Namespaced
+  names: {kind: Issuer, plural: issuers}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ServiceMonitor, plural: servicemonitors}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+`
 
+func kubectl(t *testing.T, cp *framework.ControlPlane, stdin []byte, args ...string) (string, error) {
+	t.Helper()
 	root, err := framework.RepoRoot()
 	require.NoError(t, err)
-	cmd := exec.Command(filepath.Join(root, "bin", "kubectl"), "--kubeconfig", cp.KubeconfigPath,
-		"apply", "--dry-run=server", "--server-side", "--field-manager=harbormaster-e2e", "-f", "-")
-	cmd.Stdin = bytes.NewReader(rendered)
+	cmd := exec.CommandContext(t.Context(), filepath.Join(root, "bin", "kubectl"), append([]string{"--kubeconfig", cp.KubeconfigPath}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "server-side dry-run:\n%s", out)
+	return string(out), err
+}
 
-	// Every rendered object was accepted, none skipped.
-	kinds := strings.Count(string(rendered), "\n---\n") + 1
-	applied := strings.Count(string(out), "serverside-applied (server dry run)")
-	require.Equal(t, kinds, applied, "every object is applied:\n%s", out)
-	for _, want := range []string{
-		"mutatingwebhookconfiguration.admissionregistration.k8s.io/harbormaster-mutating",
-		"validatingwebhookconfiguration.admissionregistration.k8s.io/harbormaster-policy",
-		"deployment.apps/harbormaster-webhook",
-		"deployment.apps/harbormaster-scheduler",
-	} {
-		require.Contains(t, string(out), want)
+// TestManifestsApplyWithServerSideDryRun sends every object of the
+// kustomize base and of each overlay through the real API server's
+// validation and admission with server-side dry-run, so a schema error in
+// manifests/ fails CI.
+func TestManifestsApplyWithServerSideDryRun(t *testing.T) {
+	cp := framework.Start(t, framework.Options{})
+	// Namespaced objects can only be dry-run into an existing namespace,
+	// and custom resources need their CRDs established.
+	require.NoError(t, framework.EnsureNamespace(t.Context(), cp, framework.WebhookNamespace))
+	out, err := kubectl(t, cp, []byte(thirdPartyCRDs), "apply", "-f", "-")
+	require.NoError(t, err, out)
+	out, err = kubectl(t, cp, nil, "wait", "--for=condition=Established", "--timeout=60s",
+		"crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io", "crd/servicemonitors.monitoring.coreos.com")
+	require.NoError(t, err, out)
+
+	for _, dir := range []string{"base", "overlays/dev", "overlays/production"} {
+		t.Run(dir, func(t *testing.T) {
+			rendered := kustomize(t, dir)
+			out, err := kubectl(t, cp, rendered, "apply", "--dry-run=server", "--server-side", "--field-manager=harbormaster-e2e", "-f", "-")
+			require.NoError(t, err, "server-side dry-run:\n%s", out)
+
+			// Every rendered object was accepted, none skipped.
+			objects := strings.Count(string(rendered), "\n---\n") + 1
+			require.Equal(t, objects, strings.Count(out, "serverside-applied (server dry run)"), "every object is applied:\n%s", out)
+			for _, want := range []string{
+				"mutatingwebhookconfiguration.admissionregistration.k8s.io/harbormaster-mutating",
+				"validatingwebhookconfiguration.admissionregistration.k8s.io/harbormaster-policy",
+				"deployment.apps/harbormaster-webhook",
+				"deployment.apps/harbormaster-scheduler",
+			} {
+				require.Contains(t, out, want)
+			}
+		})
 	}
 }
 
