@@ -40,9 +40,10 @@ deps: ## Install Debian's prometheus if missing (the demo and the metrics tests 
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
 
 .PHONY: build
-build: ## Build the webhook and scheduler binaries into bin/.
+build: ## Build the webhook, scheduler and harbormaster CLI binaries into bin/.
 	go build -o $(BIN)/harbormaster-webhook ./cmd/webhook
 	go build -o $(BIN)/harbormaster-scheduler ./cmd/scheduler
+	go build -o $(BIN)/harbormaster ./cmd/harbormaster
 
 .PHONY: test
 test: tools deps ## Unit and end-to-end tests (real etcd, kube-apiserver, kube-controller-manager).
@@ -54,12 +55,17 @@ test-unit: ## Unit tests only (no control plane).
 	go test $(GO_TEST_FLAGS) -count=1 $$(go list ./... | grep -v /test/)
 
 .PHONY: lint
-lint: tools ## gofmt, go vet, staticcheck, and opa fmt/check over policies/.
+lint: tools ## gofmt, go vet, staticcheck, opa fmt/check over policies/, and docs/policies.md up to date.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	$(BIN)/staticcheck ./...
 	@if ls policies/*.rego >/dev/null 2>&1; then \
 		$(BIN)/opa fmt --fail --list policies/ && $(BIN)/opa check --strict policies/; fi
+	go run ./cmd/harbormaster policy catalog --check docs/policies.md
+
+.PHONY: catalog
+catalog: ## Regenerate docs/policies.md from the METADATA of the embedded policies.
+	go run ./cmd/harbormaster policy catalog -o docs/policies.md
 
 .PHONY: bench
 bench: ## Micro-benchmarks of the pure core (figures go to docs/benchmarks.md).

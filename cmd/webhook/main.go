@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/harbormaster-dev/harbormaster/pkg/audit"
 	"github.com/harbormaster-dev/harbormaster/pkg/decisionlog"
 	"github.com/harbormaster-dev/harbormaster/pkg/webhook"
 	"github.com/harbormaster-dev/harbormaster/policies"
@@ -31,6 +32,8 @@ func main() {
 	decisionStdout := flag.Bool("decision-log-stdout", true, "write the policy decision log (one JSON line per decision) to stdout")
 	decisionFile := flag.String("decision-log-file", "", "also write the decision log to this file, rotated by size (empty: no file)")
 	decisionMaxMB := flag.Int64("decision-log-max-size-mb", 100, "size at which the decision log file is rotated")
+	auditInterval := flag.Duration("audit-interval", 0, "evaluate every pod against the policies this often and write PolicyReports (0: off); one replica, elected by lease, audits")
+	auditMaxResults := flag.Int("audit-max-results-per-report", 100, "results kept per namespace's PolicyReport (the summary counts all)")
 	decisionBackups := flag.Int("decision-log-max-backups", 5, "rotated decision log files kept")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -56,9 +59,15 @@ func main() {
 	}
 	defer func() { _ = decisions.Close() }()
 	opts.DecisionLog = decisions
+	opts.LeaderElection = *auditInterval > 0
 	srv, err := webhook.NewServer(restConfig, opts, log)
 	if err != nil {
 		exit(err)
+	}
+	if *auditInterval > 0 {
+		if err := audit.AddPeriodic(srv, restConfig, opts.Namespace, *auditInterval, *auditMaxResults, log.WithName("audit")); err != nil {
+			exit(err)
+		}
 	}
 	log.Info("Starting", "namespace", opts.Namespace, "configMap", opts.ConfigMapName, "port", opts.Port)
 	if err := srv.Manager.Start(ctrl.SetupSignalHandler()); err != nil {

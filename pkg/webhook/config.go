@@ -11,9 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -94,6 +96,8 @@ func setupConfigWatcher(mgr ctrl.Manager, key types.NamespacedName, store *confi
 	})
 	return builder.ControllerManagedBy(mgr).
 		Named("harbormaster-config").
+		// Every replica needs the live document, leader or not.
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
 		For(&corev1.ConfigMap{}, builder.WithPredicates(isConfig)).
 		Complete(&configWatcher{reader: mgr.GetClient(), key: key, store: store, log: log})
 }

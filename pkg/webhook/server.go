@@ -52,6 +52,11 @@ type Options struct {
 	Policies fs.FS
 	// DecisionLog receives one line per policy decision; nil logs nothing.
 	DecisionLog *decisionlog.Logger
+	// LeaderElection elects one replica (lease harbormaster-webhook in
+	// Namespace) for the runnables that must run once per cluster, such as
+	// the periodic audit. Admission and the watchers run on every replica
+	// regardless.
+	LeaderElection bool
 	// Host and Port the webhook listens on; CertDir holds tls.crt and
 	// tls.key and is watched, so rotated certificates are picked up live.
 	Host    string
@@ -97,11 +102,15 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme: scheme,
 		Logger: log,
-		// Every replica must serve and watch the configuration itself.
-		LeaderElection:         false,
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress: opts.HealthAddr,
-		Controller:             crconfig.Controller{SkipNameValidation: ptr.To(true)},
+		// Every replica serves and watches the configuration itself; the
+		// lease only gates cluster-wide singletons (the periodic audit).
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              "harbormaster-webhook",
+		LeaderElectionNamespace:       opts.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.HealthAddr,
+		Controller:                    crconfig.Controller{SkipNameValidation: ptr.To(true)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only our own ConfigMaps are cached, not every ConfigMap of
 			// the cluster.

@@ -90,6 +90,19 @@ func ServingCert(dir string) ([]byte, error) {
 // waits until it is ready when a configuration was given, and installs the
 // webhook configurations from manifests/ pointed at it.
 func StartWebhook(ctx context.Context, cp *ControlPlane, dir, configYAML string) (*RunningWebhook, error) {
+	return StartWebhookWith(ctx, cp, dir, configYAML, WebhookOptions{})
+}
+
+// WebhookOptions are the optional parts of a test webhook.
+type WebhookOptions struct {
+	// LeaderElection turns on the lease that gates singletons; Setup runs
+	// on the server before it starts (e.g. to add the periodic audit).
+	LeaderElection bool
+	Setup          func(*webhook.Server) error
+}
+
+// StartWebhookWith is StartWebhook with options.
+func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML string, wopts WebhookOptions) (*RunningWebhook, error) {
 	if err := EnsureNamespace(ctx, cp, WebhookNamespace); err != nil {
 		return nil, err
 	}
@@ -124,10 +137,15 @@ func StartWebhook(ctx context.Context, cp *ControlPlane, dir, configYAML string)
 		Policies: policies.FS, DecisionLog: decisionLog,
 		Host: "127.0.0.1", Port: port, CertDir: dir,
 		MetricsAddr: "0", HealthAddr: fmt.Sprintf("127.0.0.1:%d", healthPort),
-		Registerer: reg,
+		Registerer: reg, LeaderElection: wopts.LeaderElection,
 	}, klog.Background().WithName("webhook"))
 	if err != nil {
 		return nil, err
+	}
+	if wopts.Setup != nil {
+		if err := wopts.Setup(srv); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &RunningWebhook{Server: srv, Registry: reg, URL: fmt.Sprintf("https://127.0.0.1:%d", port), CABundle: caBundle,
