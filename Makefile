@@ -10,6 +10,7 @@ TOOLS_STAMP := $(BIN)/.tools-$(TOOLS_HASH)
 export KUBEBUILDER_ASSETS := $(BIN)
 
 GO_TEST_FLAGS ?=
+SOAK_PODS ?= 10000
 # Processes of envtest control planes left behind by a test binary killed
 # mid-run (a timeout panic skips cleanups); their data dirs carry this prefix.
 # The bracket keeps the pattern from matching the shell running pkill itself.
@@ -49,6 +50,11 @@ build: ## Build the webhook, scheduler and harbormaster CLI binaries into bin/.
 test: tools deps ## Unit and end-to-end tests (real etcd, kube-apiserver, kube-controller-manager).
 	@$(REAP)
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./... ; status=$$?; $(REAP); exit $$status
+
+.PHONY: soak
+soak: tools deps ## Load and fault test: 10,000 pods, a webhook replica killed mid-load (SOAK_PODS to change); figures in docs/benchmarks.md.
+	@$(REAP)
+	HARBORMASTER_SOAK_PODS=$(SOAK_PODS) go test -count=1 -timeout 40m -v -run 'TestLoadWithWebhookReplicaFailure' ./test/e2e/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|soak_test.go'; status=$${PIPESTATUS[0]}; $(REAP); exit $$status
 
 .PHONY: test-unit
 test-unit: ## Unit tests only (no control plane).

@@ -99,6 +99,11 @@ type WebhookOptions struct {
 	// on the server before it starts (e.g. to add the periodic audit).
 	LeaderElection bool
 	Setup          func(*webhook.Server) error
+	// SkipInstall serves without installing the webhook configurations,
+	// for replicas installed together behind a load balancer (InstallAt).
+	SkipInstall bool
+	// ReuseCert serves the certificate already in dir (another replica's).
+	ReuseCert bool
 }
 
 // StartWebhookWith is StartWebhook with options.
@@ -111,7 +116,15 @@ func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML str
 			return nil, err
 		}
 	}
-	caBundle, err := ServingCert(dir)
+	var (
+		caBundle []byte
+		err      error
+	)
+	if wopts.ReuseCert {
+		caBundle, err = os.ReadFile(filepath.Join(dir, "tls.crt"))
+	} else {
+		caBundle, err = ServingCert(dir)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +172,9 @@ func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML str
 			return nil, fmt.Errorf("webhook not ready: %w", err)
 		}
 	}
+	if wopts.SkipInstall {
+		return w, nil
+	}
 	if err := w.install(ctx, cp); err != nil {
 		w.Stop()
 		return nil, err
@@ -190,6 +206,13 @@ func (w *RunningWebhook) Stop() {
 // install creates the webhook configurations of manifests/base/webhook,
 // with each clientConfig pointed at the test process instead of the Service.
 func (w *RunningWebhook) install(ctx context.Context, cp *ControlPlane) error {
+	return InstallAt(ctx, cp, w.URL, w.CABundle, w)
+}
+
+// InstallAt installs the webhook configurations of manifests/ pointed at
+// url (a replica, or a load balancer in front of replicas) and waits until
+// the API server calls one of the replicas.
+func InstallAt(ctx context.Context, cp *ControlPlane, url string, caBundle []byte, replicas ...*RunningWebhook) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -202,21 +225,21 @@ func (w *RunningWebhook) install(ctx context.Context, cp *ControlPlane) error {
 		switch o := obj.(type) {
 		case *admissionregistrationv1.MutatingWebhookConfiguration:
 			for i := range o.Webhooks {
-				o.Webhooks[i].ClientConfig = w.clientConfig(o.Webhooks[i].ClientConfig)
+				o.Webhooks[i].ClientConfig = clientConfig(o.Webhooks[i].ClientConfig, url, caBundle)
 			}
 			if _, err := cp.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{}); err != nil {
 				return err
 			}
 		case *admissionregistrationv1.ValidatingWebhookConfiguration:
 			for i := range o.Webhooks {
-				o.Webhooks[i].ClientConfig = w.clientConfig(o.Webhooks[i].ClientConfig)
+				o.Webhooks[i].ClientConfig = clientConfig(o.Webhooks[i].ClientConfig, url, caBundle)
 			}
 			if _, err := cp.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{}); err != nil {
 				return err
 			}
 		}
 	}
-	return w.waitEffective(ctx, cp)
+	return waitEffective(ctx, cp, replicas)
 }
 
 // waitEffective returns once the API server calls the webhook. It picks up
@@ -224,8 +247,15 @@ func (w *RunningWebhook) install(ctx context.Context, cp *ControlPlane) error {
 // webhook right after starting it would otherwise see requests admitted
 // without any webhook. The probe is a dry-run pod in "default", which the
 // pods webhook (failurePolicy Ignore) receives.
-func (w *RunningWebhook) waitEffective(ctx context.Context, cp *ControlPlane) error {
-	before := w.admissionCount()
+func waitEffective(ctx context.Context, cp *ControlPlane, replicas []*RunningWebhook) error {
+	count := func() float64 {
+		var n float64
+		for _, r := range replicas {
+			n += r.admissionCount()
+		}
+		return n
+	}
+	before := count()
 	probe := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "webhook-probe-"},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "registry.k8s.io/pause:3.10"}}},
@@ -234,7 +264,7 @@ func (w *RunningWebhook) waitEffective(ctx context.Context, cp *ControlPlane) er
 		// The result does not matter (policies may deny it), only that the
 		// webhook saw it.
 		_, _ = cp.Client.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		return w.admissionCount() > before, nil
+		return count() > before, nil
 	})
 }
 
@@ -256,13 +286,13 @@ func (w *RunningWebhook) admissionCount() float64 {
 	return total
 }
 
-func (w *RunningWebhook) clientConfig(in admissionregistrationv1.WebhookClientConfig) admissionregistrationv1.WebhookClientConfig {
+func clientConfig(in admissionregistrationv1.WebhookClientConfig, base string, caBundle []byte) admissionregistrationv1.WebhookClientConfig {
 	path := ""
 	if in.Service != nil && in.Service.Path != nil {
 		path = *in.Service.Path
 	}
-	url := w.URL + path
-	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: w.CABundle}
+	url := base + path
+	return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle}
 }
 
 // DecodeManifests decodes every YAML document of a file into typed objects.
