@@ -4,13 +4,17 @@ SHELL := /bin/bash
 
 BIN := $(CURDIR)/bin
 # Control plane binaries and developer tools are rebuilt only when the pins in
-# hack/tools change: the stamp's name is a hash of its go.mod and go.sum.
-TOOLS_HASH := $(shell cat hack/tools/go.mod hack/tools/go.sum | sha256sum | cut -c1-16)
+# hack/tools change: the stamp's name is a hash of its go.mod and go.sum, and
+# of hack/tools/kwok's (kwok needs newer k8s.io libraries: a module of its own).
+TOOLS_MODS := hack/tools/go.mod hack/tools/go.sum hack/tools/kwok/go.mod hack/tools/kwok/go.sum
+TOOLS_HASH := $(shell cat $(TOOLS_MODS) | sha256sum | cut -c1-16)
 TOOLS_STAMP := $(BIN)/.tools-$(TOOLS_HASH)
 export KUBEBUILDER_ASSETS := $(BIN)
 
 GO_TEST_FLAGS ?=
 SOAK_PODS ?= 10000
+REGISTRY ?= harbormaster
+TAG ?= dev
 # Processes of envtest control planes left behind by a test binary killed
 # mid-run (a timeout panic skips cleanups); their data dirs carry this prefix.
 # The bracket keeps the pattern from matching the shell running pkill itself.
@@ -21,15 +25,16 @@ help: ## List targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: $(TOOLS_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, opa, staticcheck into bin/.
+tools: $(TOOLS_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, kwok, opa, staticcheck into bin/.
 
-$(TOOLS_STAMP): hack/tools/go.mod hack/tools/go.sum
+$(TOOLS_STAMP): $(TOOLS_MODS)
 	@mkdir -p $(BIN)
 	rm -f $(BIN)/.tools-*
 	cd hack/tools && go build -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 	cd hack/tools && go build -o $(BIN)/kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 	cd hack/tools && go build -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 	cd hack/tools && go build -o $(BIN)/kubectl k8s.io/kubernetes/cmd/kubectl
+	cd hack/tools/kwok && go build -o $(BIN)/kwok sigs.k8s.io/kwok/cmd/kwok
 	cd hack/tools && go build -o $(BIN)/opa github.com/open-policy-agent/opa
 	cd hack/tools && go build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
 	touch $@
@@ -50,6 +55,10 @@ build: ## Build the webhook, scheduler and harbormaster CLI binaries into bin/.
 test: tools deps ## Unit and end-to-end tests (real etcd, kube-apiserver, kube-controller-manager).
 	@$(REAP)
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./... ; status=$$?; $(REAP); exit $$status
+
+.PHONY: images
+images: ## OCI image tarballs of the commands into bin/images/ with ko's builder (REGISTRY, TAG); no Docker needed.
+	cd hack/images && go run . --repo-root=$(CURDIR) --out=$(BIN)/images --registry=$(REGISTRY) --tag=$(TAG)
 
 .PHONY: soak
 soak: tools deps ## Load and fault test: 10,000 pods, a webhook replica killed mid-load (SOAK_PODS to change); figures in docs/benchmarks.md.
@@ -78,7 +87,7 @@ bench: ## Micro-benchmarks of the pure core (figures go to docs/benchmarks.md).
 	go test -run '^$$' -bench . -benchmem ./pkg/...
 
 .PHONY: demo
-demo: tools deps ## Local demo: control plane, webhook, scheduler, Prometheus, sample workloads and a report; Ctrl-C stops it.
+demo: tools deps ## Local demo: control plane, kwok nodes, Prometheus, webhook and scheduler processes, sample workloads and a report; Ctrl-C stops it.
 	go run ./hack/demo
 
 .PHONY: clean
