@@ -125,6 +125,7 @@ antiAffinity:
 		second := MutatePod(cfg, first.Pod, in)
 		require.Equal(t, first.Pod, second.Pod, "MutatePod must be idempotent")
 		require.Empty(t, second.Applied)
+		require.True(t, WritesOnlyMutableFields(input, first.Pod), "the rules write only the fields the webhook's patch covers")
 
 		checkRequests(t, input, first.Pod)
 		checkConfinement(t, cfg, tenant, first.Pod)

@@ -12,29 +12,31 @@ import (
 )
 
 // podPatch builds the JSON patch for the only fields the mutation rules
-// write: annotations, container and init container resources, pod-level
-// resources, affinity and tolerations. Each changed field is replaced as a
-// whole ("add" replaces an existing member), so no full-object encoding
-// and diff is needed; that generic diff was three quarters of a request's
-// cost. ok is false when anything else differs, and the caller falls back to
-// the generic diff: the fast path can never drop a change.
+// write (mutation.WritesOnlyMutableFields, enforced by its fuzz test):
+// annotations, container and init container resources, pod-level resources,
+// affinity and tolerations. Each changed field is replaced as a whole ("add"
+// replaces an existing member), so no full-object encoding and diff is
+// needed; that generic diff was three quarters of a request's cost. ok is
+// false when the shape of the pod changed, and the caller then falls back
+// to the generic diff.
 func podPatch(original, mutated *corev1.Pod) (ops []jsonpatch.Operation, ok bool) {
-	if !onlyMutableFieldsDiffer(original, mutated) {
+	if len(original.Spec.Containers) != len(mutated.Spec.Containers) || len(original.Spec.InitContainers) != len(mutated.Spec.InitContainers) {
 		return nil, false
 	}
 	ops = annotationOps(original.Annotations, mutated.Annotations)
 	for i := range original.Spec.InitContainers {
-		if !apiequality.Semantic.DeepEqual(original.Spec.InitContainers[i].Resources, mutated.Spec.InitContainers[i].Resources) {
+		if !resourcesEqual(original.Spec.InitContainers[i].Resources, mutated.Spec.InitContainers[i].Resources) {
 			ops = append(ops, jsonpatch.NewOperation("add", "/spec/initContainers/"+strconv.Itoa(i)+"/resources", mutated.Spec.InitContainers[i].Resources))
 		}
 	}
 	for i := range original.Spec.Containers {
-		if !apiequality.Semantic.DeepEqual(original.Spec.Containers[i].Resources, mutated.Spec.Containers[i].Resources) {
+		if !resourcesEqual(original.Spec.Containers[i].Resources, mutated.Spec.Containers[i].Resources) {
 			ops = append(ops, jsonpatch.NewOperation("add", "/spec/containers/"+strconv.Itoa(i)+"/resources", mutated.Spec.Containers[i].Resources))
 		}
 	}
-	ops = appendFieldOp(ops, "/spec/resources", original.Spec.Resources == nil, mutated.Spec.Resources == nil,
-		apiequality.Semantic.DeepEqual(original.Spec.Resources, mutated.Spec.Resources), mutated.Spec.Resources)
+	podResourcesEqual := original.Spec.Resources == mutated.Spec.Resources ||
+		(original.Spec.Resources != nil && mutated.Spec.Resources != nil && resourcesEqual(*original.Spec.Resources, *mutated.Spec.Resources))
+	ops = appendFieldOp(ops, "/spec/resources", original.Spec.Resources == nil, mutated.Spec.Resources == nil, podResourcesEqual, mutated.Spec.Resources)
 	ops = appendFieldOp(ops, "/spec/affinity", original.Spec.Affinity == nil, mutated.Spec.Affinity == nil,
 		apiequality.Semantic.DeepEqual(original.Spec.Affinity, mutated.Spec.Affinity), mutated.Spec.Affinity)
 	ops = appendFieldOp(ops, "/spec/tolerations", len(original.Spec.Tolerations) == 0, len(mutated.Spec.Tolerations) == 0,
@@ -42,36 +44,24 @@ func podPatch(original, mutated *corev1.Pod) (ops []jsonpatch.Operation, ok bool
 	return ops, true
 }
 
-// onlyMutableFieldsDiffer compares everything but the fields podPatch
-// writes. Shallow copies with those fields cleared keep it allocation-light.
-func onlyMutableFieldsDiffer(original, mutated *corev1.Pod) bool {
-	if original.TypeMeta != mutated.TypeMeta || !apiequality.Semantic.DeepEqual(original.Status, mutated.Status) {
+// resourcesEqual compares resource requirements by quantity value, without
+// reflection.
+func resourcesEqual(a, b corev1.ResourceRequirements) bool {
+	return resourceListsEqual(a.Limits, b.Limits) && resourceListsEqual(a.Requests, b.Requests) &&
+		apiequality.Semantic.DeepEqual(a.Claims, b.Claims)
+}
+
+func resourceListsEqual(a, b corev1.ResourceList) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	om, mm := original.ObjectMeta, mutated.ObjectMeta
-	om.Annotations, mm.Annotations = nil, nil
-	if !apiequality.Semantic.DeepEqual(om, mm) {
-		return false
-	}
-	os, ms := original.Spec, mutated.Spec
-	if len(os.Containers) != len(ms.Containers) || len(os.InitContainers) != len(ms.InitContainers) {
-		return false
-	}
-	for _, pair := range [][2][]corev1.Container{{os.Containers, ms.Containers}, {os.InitContainers, ms.InitContainers}} {
-		for i := range pair[0] {
-			oc, mc := pair[0][i], pair[1][i]
-			oc.Resources, mc.Resources = corev1.ResourceRequirements{}, corev1.ResourceRequirements{}
-			if !apiequality.Semantic.DeepEqual(oc, mc) {
-				return false
-			}
+	for name, qa := range a {
+		qb, ok := b[name]
+		if !ok || qa.Cmp(qb) != 0 {
+			return false
 		}
 	}
-	os.Containers, ms.Containers = nil, nil
-	os.InitContainers, ms.InitContainers = nil, nil
-	os.Resources, ms.Resources = nil, nil
-	os.Affinity, ms.Affinity = nil, nil
-	os.Tolerations, ms.Tolerations = nil, nil
-	return apiequality.Semantic.DeepEqual(os, ms)
+	return true
 }
 
 // appendFieldOp adds, replaces or removes one optional field.
