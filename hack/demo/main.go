@@ -1,163 +1,221 @@
 // Command demo runs Harbormaster on a local control plane: real etcd,
 // kube-apiserver and kube-controller-manager from bin/, simulated nodes in
-// host groups, a dedicated pool and a GPU pool, the Harbormaster webhook
-// with the example configuration and policies of manifests/, a real
-// Prometheus scraping simulated node load, and the Harbormaster scheduler
-// scoring by that load. It applies sample tenants and workloads, prints
-// what Harbormaster did to each, shows a live ratio change, then leaves a
-// kubeconfig in .demo/ and stops every process on Ctrl-C. `make demo` runs
-// it.
+// host groups, a dedicated pool and a GPU pool whose kubelets kwok plays
+// (heartbeats, leases, pods Running), a real Prometheus scraping simulated
+// node and DCGM exporters, and the Harbormaster webhook (example
+// configuration and policies of manifests/) and scheduler (scoring by that
+// load) as processes of their own, built from this tree. It applies sample
+// tenants and workloads, prints what Harbormaster did to each, shows a live
+// ratio change, then leaves a kubeconfig in .demo/ and stops every process
+// on Ctrl-C. `make demo` runs it.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
-	"github.com/harbormaster-dev/harbormaster/pkg/plugins/loadaware"
 	"github.com/harbormaster-dev/harbormaster/test/framework"
 )
 
-// The simulated node exporter's metrics: the fraction of a node's CPU and
-// memory in use, per node.
-const (
-	demoCPUMetric    = "harbormaster_demo_node_cpu_utilisation"
-	demoMemoryMetric = "harbormaster_demo_node_memory_utilisation"
-)
-
 func main() {
-	stateDir := flag.String("state-dir", ".demo", "where the kubeconfig and logs are written")
+	stateDir := flag.String("state-dir", ".demo", "where the kubeconfig, configurations and logs are written")
 	exitAfter := flag.Duration("exit-after", 0, "stop by itself this long after the report (0: wait for Ctrl-C); used by tests")
 	klog.InitFlags(nil)
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: closing the terminal must not leave etcd and
+	// kube-apiserver behind (envtest does not tie them to the demo).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A Ctrl-C also ends a pager or tee reading the report; writing to it
+	// must fail rather than kill the demo before it has stopped everything.
+	signal.Ignore(syscall.SIGPIPE)
 	if err := run(ctx, *stateDir, *exitAfter, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
+		if ctx.Err() != nil {
+			// Ctrl-C before the report: whatever was waiting says
+			// "context canceled", which is no failure to report.
+			fmt.Fprintln(os.Stderr, "demo: interrupted; every process stopped")
+		} else {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+		}
 		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, stateDir string, exitAfter time.Duration, out io.Writer) error {
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return err
-	}
-	logPath := filepath.Join(stateDir, "control-plane.log")
-	logFile, err := os.Create(logPath)
+	// Stops the exporters when the demo ends, however it ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stateDir, err := filepath.Abs(stateDir)
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
-	// Component logs (webhook, scheduler, controller-runtime) go to the log
-	// file; the terminal shows the report.
+	logDir := filepath.Join(stateDir, "logs")
+	// Logs and Prometheus data are per run.
+	for _, dir := range []string{logDir, filepath.Join(stateDir, "prometheus")} {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	demoLog, err := os.Create(filepath.Join(logDir, "demo.log"))
+	if err != nil {
+		return err
+	}
+	defer demoLog.Close()
+	// The demo's own client logs go to a file; the terminal shows the
+	// report.
 	klog.LogToStderr(false)
-	klog.SetOutput(logFile)
-	// Errors too: a failing metrics source is part of what the log shows.
+	klog.SetOutput(demoLog)
 	_ = flag.Set("stderrthreshold", "FATAL")
 
-	fmt.Fprintln(out, "Starting etcd, kube-apiserver and kube-controller-manager from bin/ ...")
-	cp, err := framework.StartControlPlane(ctx, framework.Options{ControllerManager: true, Output: logFile})
+	root, err := framework.RepoRoot()
 	if err != nil {
 		return err
 	}
+	bins := binaries{harbormaster: filepath.Join(root, "bin"), tools: os.Getenv("KUBEBUILDER_ASSETS")}
+	if bins.tools == "" {
+		bins.tools = bins.harbormaster
+	}
+	if _, err := os.Stat(bins.kwok()); err != nil {
+		return fmt.Errorf("kwok missing (`make tools` builds it): %w", err)
+	}
+	fmt.Fprintln(out, "Building bin/harbormaster-webhook and bin/harbormaster-scheduler ...")
+	if err := goBuild(ctx, root, bins.webhook(), "./cmd/webhook"); err != nil {
+		return err
+	}
+	if err := goBuild(ctx, root, bins.scheduler(), "./cmd/scheduler"); err != nil {
+		return err
+	}
+
+	// Every log file is opened before any process starts and closed after
+	// all have stopped.
+	logs := map[string]*os.File{}
+	for _, name := range []string{"control-plane", "prometheus"} {
+		f, err := os.Create(filepath.Join(logDir, name+".log"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logs[name] = f
+	}
+	// Processes stop in reverse order of start: the components before the
+	// control plane they talk to.
+	var stops []func()
 	defer func() {
 		fmt.Fprintln(out, "Stopping every process ...")
-		if err := cp.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "demo: stopping:", err)
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
 		}
 	}()
+
+	fmt.Fprintln(out, "Starting etcd, kube-apiserver and kube-controller-manager from bin/ ...")
+	cp, err := framework.StartControlPlane(ctx, framework.Options{BinDir: bins.tools, ControllerManager: true, Output: logs["control-plane"]})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo: stopping the control plane:", err)
+		}
+	})
+
 	nodes := demoNodes()
+	fmt.Fprintf(out, "Creating %d nodes; kwok plays their kubelets ...\n", len(nodes))
 	if err := framework.CreateNodes(ctx, cp.Client, nodes...); err != nil {
 		return err
 	}
-
-	fmt.Fprintln(out, "Starting Prometheus scraping simulated node load ...")
-	exporter, err := startLoadExporter(ctx, nodes)
+	kwok, err := startKwok(ctx, cp, bins.kwok(), stateDir, logDir, nodes)
 	if err != nil {
 		return err
 	}
-	promDir := filepath.Join(stateDir, "prometheus")
-	if err := os.RemoveAll(promDir); err != nil {
+	stops = append(stops, func() { kwok.stop(10 * time.Second) })
+
+	fmt.Fprintln(out, "Starting Prometheus scraping simulated node and DCGM exporters ...")
+	nodeExporter, err := startNodeExporter(ctx, nodes)
+	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(promDir, 0o755); err != nil {
+	dcgmExporter, err := startDCGMExporter(ctx, nodes)
+	if err != nil {
 		return err
 	}
-	prom, err := framework.StartPrometheus(ctx, promDir, framework.PrometheusOptions{
-		Targets: []string{exporter}, ScrapeInterval: time.Second, Output: logFile,
+	prom, err := framework.StartPrometheus(ctx, filepath.Join(stateDir, "prometheus"), framework.PrometheusOptions{
+		Targets: []string{nodeExporter, dcgmExporter}, ScrapeInterval: time.Second, Output: logs["prometheus"],
 	})
 	if err != nil {
 		return fmt.Errorf("starting prometheus (`make demo` installs Debian's package): %w", err)
 	}
-	defer func() { _ = prom.Stop() }()
+	stops = append(stops, func() { _ = prom.Stop() })
 	if err := prom.WaitForSeries(ctx, demoCPUMetric, len(nodes), 60*time.Second); err != nil {
 		return err
 	}
+	if err := prom.WaitForSeries(ctx, dcgmUtilMetric, gpuCount(nodes), 60*time.Second); err != nil {
+		return err
+	}
 
-	fmt.Fprintln(out, "Starting the Harbormaster webhook and scheduler ...")
 	exampleConfig, err := exampleConfigDocument()
 	if err != nil {
 		return err
 	}
-	webhookDir := filepath.Join(stateDir, "webhook")
-	if err := os.MkdirAll(webhookDir, 0o700); err != nil {
-		return err
-	}
-	wh, err := framework.StartWebhook(ctx, cp, webhookDir, exampleConfig)
+	fmt.Fprintln(out, "Starting the Harbormaster webhook and scheduler ...")
+	webhook, err := startWebhook(ctx, cp, bins.webhook(), stateDir, logDir, exampleConfig)
 	if err != nil {
 		return err
 	}
-	defer wh.Stop()
-	// The demo's scheduler is the cluster's only one, so it takes the
-	// default profile name and places every controller's pods.
-	sched, err := framework.StartScheduler(ctx, stateDir, cp.SchedulerConfig(corev1.DefaultSchedulerName, schedulerPlugins(prom.URL), false))
+	stops = append(stops, func() { webhook.stop(10 * time.Second) })
+	scheduler, err := startScheduler(ctx, cp, bins.scheduler(), stateDir, logDir, prom.URL)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = sched.Stop() }()
+	stops = append(stops, func() { scheduler.stop(10 * time.Second) })
 
-	kubeconfig, err := filepath.Abs(filepath.Join(stateDir, "kubeconfig"))
-	if err != nil {
-		return err
-	}
+	kubeconfig := filepath.Join(stateDir, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, cp.Env.KubeConfig, 0o600); err != nil {
 		return err
 	}
 	defer os.Remove(kubeconfig)
 
-	d := &demo{cp: cp, webhook: wh, out: out, config: exampleConfig}
+	d := &demo{cp: cp, out: out, config: exampleConfig, nodes: nodes}
 	if err := d.run(ctx); err != nil {
 		return err
 	}
 
 	fmt.Fprintf(out, `
-The control plane keeps running with %d simulated nodes.
+The cluster keeps running: %d nodes kept Ready by kwok, the demo's pods Running.
 
   export KUBECONFIG=%s
   bin/kubectl get nodes -L harbormaster.io/host-group,harbormaster.io/dedicated,nvidia.com/gpu.product
   bin/kubectl get pods -A -o wide
   bin/kubectl -n harbormaster-system edit configmap harbormaster-config   # ratios change live
+  bin/kubectl -n team-a-web scale deployment web --replicas=5           # new pods pass the webhook
+  tail -f %s   # one line per policy decision
 
-Prometheus: %s   Logs: %s
+  API server   %s
+  Webhook      %s   metrics %s
+  Scheduler    %s   metrics %s/metrics   config %s
+  Prometheus   %s   scrapes node load (%s) and, per GPU card,
+               DCGM's %s, %s and %s
+  Logs         %s
+
 Press Ctrl-C to stop every process.
-`, len(nodes), kubeconfig, prom.URL, logPath)
+`, len(nodes), kubeconfig, webhook.decisionLog, strings.TrimSuffix(cp.Config.Host, "/"), webhook.url, webhook.metricsURL,
+		scheduler.url, scheduler.url, scheduler.configPath, prom.URL, demoCPUMetric, dcgmUtilMetric, dcgmFBUsedMetric, dcgmFBFreeMetric, logDir)
 
 	if exitAfter > 0 {
 		select {
@@ -168,6 +226,22 @@ Press Ctrl-C to stop every process.
 		<-ctx.Done()
 	}
 	return nil
+}
+
+// binaries locates what the demo runs: Harbormaster's own commands (built
+// by the demo) and the tools of `make tools`.
+type binaries struct{ harbormaster, tools string }
+
+func (b binaries) webhook() string   { return filepath.Join(b.harbormaster, "harbormaster-webhook") }
+func (b binaries) scheduler() string { return filepath.Join(b.harbormaster, "harbormaster-scheduler") }
+func (b binaries) kwok() string      { return filepath.Join(b.tools, "kwok") }
+
+func gpuCount(nodes []framework.NodeSpec) int {
+	n := 0
+	for _, s := range nodes {
+		n += int(s.GPUs)
+	}
+	return n
 }
 
 // exampleConfigDocument is config.yaml of the example ConfigMap in
@@ -190,76 +264,6 @@ func exampleConfigDocument() (string, error) {
 		return "", fmt.Errorf("manifests/base/webhook/config.yaml: %w", err)
 	}
 	return doc, nil
-}
-
-// schedulerPlugins enables the load-aware plugin on the demo's Prometheus,
-// as manifests/base/scheduler/config.yaml does in a cluster.
-func schedulerPlugins(prometheusURL string) string {
-	return fmt.Sprintf(`  plugins:
-    multiPoint:
-      enabled:
-      - name: %[1]s
-        weight: 5
-    score:
-      disabled:
-      - name: NodeResourcesFit
-      - name: NodeResourcesBalancedAllocation
-  pluginConfig:
-  - name: %[1]s
-    args:
-      filter:
-        thresholds:
-        - {name: cpu, percent: 90}
-      sources:
-        prometheus:
-          address: %[2]s
-          queries:
-            cpu: %[3]s
-            memory: %[4]s
-          nodeLabels: [node]
-          refreshInterval: 1s
-`, loadaware.Name, prometheusURL, demoCPUMetric, demoMemoryMetric)
-}
-
-// startLoadExporter serves the simulated per-node CPU utilisation on a
-// local port until ctx ends and returns its host:port.
-func startLoadExporter(ctx context.Context, nodes []framework.NodeSpec) (string, error) {
-	reg := prometheus.NewRegistry()
-	cpu := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: demoCPUMetric, Help: "Simulated node CPU utilisation (0..1)."}, []string{"node"})
-	memory := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: demoMemoryMetric, Help: "Simulated node memory utilisation (0..1)."}, []string{"node"})
-	reg.MustRegister(cpu, memory)
-	load := demoLoad()
-	for _, n := range nodes {
-		cpu.WithLabelValues(n.Name).Set(load[n.Name])
-		// Memory follows CPU loosely, so both signals agree on hot spots.
-		memory.WithLabelValues(n.Name).Set(0.1 + load[n.Name]/2)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Demo exporter stopped")
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	return l.Addr().String(), nil
-}
-
-// demoLoad is the simulated CPU utilisation: general-0 is a hot spot the
-// scheduler must avoid, general-2 is busy, the rest are cool.
-func demoLoad() map[string]float64 {
-	return map[string]float64{
-		"general-0": 0.93, "general-1": 0.20, "general-2": 0.55,
-		"batch-0": 0.35, "batch-1": 0.10,
-		"bigdata-0": 0.15, "bigdata-1": 0.40,
-		"gpu-0": 0.30, "gpu-1": 0.05,
-	}
 }
 
 // demoNodes is a small cluster: two host groups, a dedicated pool for one

@@ -26,10 +26,10 @@ import (
 
 // demo applies the sample tenants and workloads and reports on them.
 type demo struct {
-	cp      *framework.ControlPlane
-	webhook *framework.RunningWebhook
-	out     io.Writer
-	config  string
+	cp     *framework.ControlPlane
+	out    io.Writer
+	config string // the configuration document the webhook starts with
+	nodes  []framework.NodeSpec
 }
 
 // Tenant namespaces of the example configuration.
@@ -63,12 +63,11 @@ func (d *demo) run(ctx context.Context) error {
 	if _, err := c.AppsV1().StatefulSets(nsWeb).Create(ctx, &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "cache"},
 		Spec: appsv1.StatefulSetSpec{
+			// The default OrderedReady policy: cache-1 is created once kwok
+			// reports cache-0 Ready, as it would be after a kubelet did.
 			Replicas: ptr.To[int32](2),
-			// Simulated nodes run no kubelet, so pods never become Ready;
-			// OrderedReady would wait for cache-0 forever.
-			PodManagementPolicy: appsv1.ParallelPodManagement,
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "cache"}},
-			Template:            podTemplate(map[string]string{"app.kubernetes.io/name": "cache"}, "1", "4Gi"),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "cache"}},
+			Template: podTemplate(map[string]string{"app.kubernetes.io/name": "cache"}, "1", "4Gi"),
 		},
 	}, metav1.CreateOptions{}); err != nil {
 		return err
@@ -108,10 +107,13 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.escapeAttempts(ctx); err != nil {
 		return err
 	}
-	if err := d.waitScheduled(ctx, []string{nsWeb, nsBatch, nsML}, 8); err != nil {
+	if err := d.waitRunning(ctx, []string{nsWeb, nsBatch, nsML}, 8); err != nil {
 		return err
 	}
 	if err := d.report(ctx, []string{nsWeb, nsBatch, nsML}); err != nil {
+		return err
+	}
+	if err := d.nodeReport(ctx); err != nil {
 		return err
 	}
 	return d.liveRatioChange(ctx)
@@ -163,30 +165,36 @@ func firstViolation(msg string) string {
 	return msg
 }
 
-// waitScheduled waits until at least want pods of the namespaces are bound.
-func (d *demo) waitScheduled(ctx context.Context, namespaces []string, want int) error {
-	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		bound := 0
+// waitRunning waits until at least want pods of the namespaces are bound
+// and kwok reports them started.
+func (d *demo) waitRunning(ctx context.Context, namespaces []string, want int) error {
+	running := 0
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		running = 0
 		for _, ns := range namespaces {
 			pods, err := d.cp.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return false, nil
 			}
 			for _, p := range pods.Items {
-				if p.Spec.NodeName != "" {
-					bound++
+				if p.Spec.NodeName != "" && (p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodSucceeded) {
+					running++
 				}
 			}
 		}
-		return bound >= want, nil
+		return running >= want, nil
 	})
+	if err != nil {
+		return fmt.Errorf("%d of %d pods running: %w", running, want, err)
+	}
+	return nil
 }
 
 // report prints, per pod, what admission and scheduling did to it.
 func (d *demo) report(ctx context.Context, namespaces []string) error {
 	fmt.Fprintln(d.out, "\nWhat Harbormaster did (requests before -> after, host group, node and why):")
 	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NAMESPACE\tPOD\tCPU REQUEST\tMEMORY REQUEST\tGROUP/POOL\tNODE\tSCORE (RUNNER-UP)")
+	fmt.Fprintln(tw, "  NAMESPACE\tPOD\tCPU REQUEST\tMEMORY REQUEST\tGROUP/POOL\tNODE\tSTATUS\tSCORE (RUNNER-UP)")
 	for _, ns := range namespaces {
 		pods, err := d.cp.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -194,34 +202,88 @@ func (d *demo) report(ctx context.Context, namespaces []string) error {
 		}
 		sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
 		for _, p := range pods.Items {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", ns, p.Name,
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ns, p.Name,
 				requestChange(&p, corev1.ResourceCPU), requestChange(&p, corev1.ResourceMemory),
-				placement(&p), orDash(p.Spec.NodeName), scoreSummary(&p))
+				placement(&p), orDash(p.Spec.NodeName), p.Status.Phase, scoreSummary(&p))
 		}
 	}
 	return tw.Flush()
 }
 
-// liveRatioChange edits the ConfigMap and shows the next pod follows.
+// nodeReport prints each node as kwok keeps it (Ready, the kubelet
+// version kwok reports) with its simulated load and the demo's pods on it.
+func (d *demo) nodeReport(ctx context.Context) error {
+	podsOn := map[string]int{}
+	for _, ns := range []string{nsWeb, nsBatch, nsML} {
+		pods, err := d.cp.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			podsOn[p.Spec.NodeName]++
+		}
+	}
+	fmt.Fprintln(d.out, "\nNodes (kubelets played by kwok; load and GPUs as the exporters report them):")
+	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tGROUP/POOL\tSTATUS\tKUBELET\tCPU LOAD\tGPUS (DCGM)\tDEMO PODS")
+	load := demoLoad()
+	for _, n := range d.nodes {
+		node, err := d.cp.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		group := node.Labels[config.LabelHostGroup]
+		if pool := node.Labels[config.LabelDedicated]; pool != "" {
+			group += ", pool " + pool
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.0f%%\t%s\t%d\n", n.Name, group, nodeStatus(node),
+			orDash(node.Status.NodeInfo.KubeletVersion), load[n.Name]*100, gpuSummary(n), podsOn[n.Name])
+	}
+	return tw.Flush()
+}
+
+// nodeStatus is kubectl's STATUS column: Ready or NotReady.
+func nodeStatus(n *corev1.Node) string {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			return "Ready"
+		}
+	}
+	return "NotReady"
+}
+
+// liveRatioChange edits the ConfigMap and shows the next pod follows. The
+// webhook runs as a process, so the demo sees the new ratio as any client
+// would: in the requests of a pod it creates (dry run until it shows).
 func (d *demo) liveRatioChange(ctx context.Context) error {
 	edited := strings.Replace(d.config, "namespaces: {}", "namespaces:\n    team-a-web: {cpu: 4, memory: 1.5}", 1)
 	if edited == d.config {
 		return fmt.Errorf("example configuration has no empty overcommit.namespaces to edit")
 	}
 	fmt.Fprintln(d.out, "\nLive ratio change: overcommit.namespaces.team-a-web = {cpu: 4, memory: 1.5} in the ConfigMap ...")
-	before := d.webhook.Server.Store.Current().Revision
 	if err := framework.ApplyConfig(ctx, d.cp, edited); err != nil {
 		return err
 	}
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		return d.webhook.Server.Store.Current().Revision != before, nil
-	}); err != nil {
-		return fmt.Errorf("the webhook did not pick up the edited ConfigMap: %w", err)
+	// Limit 2 CPUs at the new ratio 4.
+	want := resource.MustParse("500m")
+	webPod := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "web"}},
+			Spec:       podTemplate(nil, "2", "2Gi").Spec,
+		}
 	}
-	pod, err := d.cp.Client.CoreV1().Pods(nsWeb).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-after-edit", Labels: map[string]string{"app.kubernetes.io/name": "web"}},
-		Spec:       podTemplate(nil, "2", "2Gi").Spec,
-	}, metav1.CreateOptions{})
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		probe, err := d.cp.Client.CoreV1().Pods(nsWeb).Create(ctx, webPod("ratio-probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, nil
+		}
+		got := probe.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]
+		return got.Cmp(want) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the webhook did not apply the edited ConfigMap: %w", err)
+	}
+	pod, err := d.cp.Client.CoreV1().Pods(nsWeb).Create(ctx, webPod("web-after-edit"), metav1.CreateOptions{})
 	if err != nil {
 		return err
 	}
@@ -265,7 +327,7 @@ func requestChange(p *corev1.Pod, res corev1.ResourceName) string {
 // memory requests) in MiB, so the table stays readable.
 func quantity(q resource.Quantity) string {
 	const mi = 1 << 20
-	if v := q.Value(); v > mi && v%mi != 0 && q.Format == resource.BinarySI {
+	if v := q.Value(); v > mi && v%mi != 0 {
 		return fmt.Sprintf("%.1fMi", float64(v)/mi)
 	}
 	return q.String()
