@@ -18,6 +18,7 @@ import (
 	// files can carry their pluginConfig.
 	_ "sigs.k8s.io/scheduler-plugins/apis/config/scheme"
 
+	gpuplugin "github.com/harbormaster-dev/harbormaster/pkg/plugins/gpu"
 	"github.com/harbormaster-dev/harbormaster/pkg/plugins/loadaware"
 )
 
@@ -35,6 +36,7 @@ func RegistryOptions() []app.Option {
 		// The utilisation pipeline's metrics go to the registry the
 		// scheduler serves on /metrics.
 		app.WithPlugin(loadaware.Name, loadaware.Factory(loadaware.Options{MetricsRegisterer: legacyregistry.Registerer()})),
+		app.WithPlugin(gpuplugin.Name, gpuplugin.Factory(gpuplugin.Options{MetricsRegisterer: legacyregistry.Registerer()})),
 	}
 }
 
