@@ -47,10 +47,10 @@ deny contains violation if {
 #   control: A pod cannot tolerate dedicated pools it does not own by matching the taint key alone.
 deny contains violation if {
 	lib.tenant_review
-	count(lib.foreign_pools) > 0
 	some index, t in lib.tolerations
 	object.get(t, "key", "") == lib.dedicated_key
 	object.get(t, "operator", "") == "Exists"
+	count(lib.foreign_pools) > 0
 	lib.new_toleration(t)
 	field := lib.toleration_field(index)
 	violation := {
@@ -114,23 +114,19 @@ foreign_pool_selections contains {"msg": msg, "field": field} if {
 	lib.spec_changed(lib.required_affinity_path)
 	some ti, term in lib.required_terms
 	some ri, r in lib.term_expressions(term)
-	req := lib.normalize_requirement(r)
-	req.key == lib.dedicated_key
-	req.operator == "In"
-	foreign := req.values - lib.owned_pools
+	lib.requirement_head(r) == [lib.dedicated_key, "In"]
+	foreign := lib.requirement_values(r) - lib.owned_pools
 	count(foreign) > 0
 	field := sprintf("%s.matchExpressions[%d]", [lib.term_field(ti), ri])
 	msg := sprintf("%s selects dedicated pool(s) %s, which this pod does not own (owned: %s)", [field, concat(", ", sort(foreign)), owned_list])
 }
 
 foreign_pool_selections contains {"msg": msg, "field": field} if {
-	count(lib.foreign_pools) > 0
 	lib.spec_changed(lib.required_affinity_path)
 	some ti, term in lib.required_terms
 	some ri, r in lib.term_expressions(term)
-	req := lib.normalize_requirement(r)
-	req.key == lib.dedicated_key
-	req.operator == "Exists"
+	lib.requirement_head(r) == [lib.dedicated_key, "Exists"]
+	count(lib.foreign_pools) > 0
 	not fences_foreign_pools(term)
 	field := sprintf("%s.matchExpressions[%d]", [lib.term_field(ti), ri])
 	msg := sprintf("%s selects every dedicated node (operator Exists), including pools this pod does not own: %s", [field, concat(", ", sort(lib.foreign_pools))])
@@ -140,10 +136,8 @@ foreign_pool_selections contains {"msg": msg, "field": field} if {
 # mutating webhook's NotIn requirement does.
 fences_foreign_pools(term) if {
 	some r in lib.term_expressions(term)
-	req := lib.normalize_requirement(r)
-	req.key == lib.dedicated_key
-	req.operator == "NotIn"
-	count(lib.foreign_pools - req.values) == 0
+	lib.requirement_head(r) == [lib.dedicated_key, "NotIn"]
+	count(lib.foreign_pools - lib.requirement_values(r)) == 0
 }
 
 owned_list := concat(", ", sort(lib.owned_pools)) if count(lib.owned_pools) > 0

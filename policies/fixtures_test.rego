@@ -28,6 +28,31 @@ config := {
 	"policy": {"enforcement": {}},
 }
 
+# config_index: what the engine derives from config (see the README); inputs
+# built here leave it out, so the policies' fallback scans are tested, and
+# indexed(inp) adds it.
+config_index := {
+	"pools_by_tenant": {"team-a": ["spark-a", "team-a-db"], "team-b": ["gpu-b"]},
+	"host_groups_by_label": {
+		"harbormaster.io/host-group": {"general": ["general"], "batch": ["batch"], "gpu": ["gpu"]},
+		"topology.kubernetes.io/zone": {"eu-1a": ["gpu"]},
+		"nvidia.com/gpu.present": {"true": ["gpu"]},
+		"node.example.com/pool": {"secure": ["secure"]},
+	},
+	"host_group_requirements": {
+		"general": [{"key": "harbormaster.io/host-group", "operator": "In", "values": ["general"]}],
+		"batch": [{"key": "harbormaster.io/host-group", "operator": "In", "values": ["batch"]}],
+		"gpu": [
+			{"key": "harbormaster.io/host-group", "operator": "In", "values": ["gpu"]},
+			{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-1a"]},
+			{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]},
+		],
+		"secure": [{"key": "node.example.com/pool", "operator": "In", "values": ["secure"]}],
+	},
+}
+
+indexed(inp) := object.union(inp, {"config_index": config_index})
+
 tenant_a_config := {
 	"hostGroups": ["general", "batch"],
 	"defaultHostGroup": "general",

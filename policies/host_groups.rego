@@ -86,11 +86,9 @@ deny contains violation if {
 	count(lib.tenant_host_groups) > 0
 	lib.spec_changed(["nodeSelector"])
 	some key, value in lib.node_selector
-	foreign := {p.group |
-		some p in lib.host_group_pairs
-		p.key == key
-		p.value == value
-		not p.group in lib.tenant_host_groups
+	foreign := {group |
+		some group in lib.host_groups_selecting(key, value)
+		not group in lib.tenant_host_groups
 	}
 	count(foreign) > 0
 	not allowed_pair(key, value)
@@ -102,11 +100,13 @@ deny contains violation if {
 	}
 }
 
+# allowed_pair: an allowed group also requires key=value, so the pair selects
+# nodes the tenant may use too. host_groups_selecting is a lookup in
+# input.config_index: scanning every host group for each nodeSelector entry
+# grew with the number of tenants.
 allowed_pair(key, value) if {
-	some p in lib.host_group_pairs
-	p.group in lib.tenant_host_groups
-	p.key == key
-	p.value == value
+	some group in lib.host_groups_selecting(key, value)
+	group in lib.tenant_host_groups
 }
 
 # METADATA
@@ -147,19 +147,25 @@ unconfined_affinity contains {"msg": msg, "field": field} if {
 	msg := sprintf("%s does not contain the node requirements of any host group of tenant %q (%s) nor harbormaster.io/dedicated In <owned pools>; as terms are ORed, this term lets the pod escape its host groups", [field, lib.tenant_name, allowed_list])
 }
 
-term_confined(term) if lib.empty_term(term)
-
+# The term holds every requirement of an allowed group, or an owned-pool In.
+# An else chain, most common case first: the mutating webhook writes the
+# group's requirements. Requirements are compared one by one, values last,
+# so that the term's NotIn fence, which lists every foreign pool, is never
+# normalized.
 term_confined(term) if {
-	have := {lib.normalize_requirement(r) | some r in lib.term_expressions(term)}
+	exprs := lib.term_expressions(term)
 	some group in lib.allowed_host_groups
-	count(lib.host_group_requirements[group] - have) == 0
-}
-
-term_confined(term) if {
+	every req in lib.group_requirements(group) {
+		some r in exprs
+		lib.requirement_head(r) == [req.key, req.operator]
+		sort(lib.requirement_values(r)) == req.values
+	}
+} else if {
 	some r in lib.term_expressions(term)
-	req := lib.normalize_requirement(r)
-	req.key == lib.dedicated_key
-	req.operator == "In"
-	count(req.values) > 0
-	count(req.values - lib.owned_pools) == 0
+	lib.requirement_head(r) == [lib.dedicated_key, "In"]
+	values := lib.requirement_values(r)
+	count(values) > 0
+	count(values - lib.owned_pools) == 0
+} else if {
+	lib.empty_term(term)
 }

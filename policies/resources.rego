@@ -32,8 +32,8 @@ deny contains violation if {
 	some entry in lib.containers
 	entry.kind in limited_kinds
 	some resource in ["cpu", "memory"]
-	not has_limit(entry.container, resource)
-	not has_limit(lib.pod_spec, resource)
+	object.get(entry.container, ["resources", "limits", resource], null) == null
+	object.get(lib.pod_spec, ["resources", "limits", resource], null) == null
 	lib.container_changed(entry, ["resources"])
 	field := sprintf("%s.resources.limits.%s", [entry.field, resource])
 	violation := {
@@ -43,8 +43,8 @@ deny contains violation if {
 	}
 }
 
-# has_limit works on containers and on the pod spec (pod-level resources).
-has_limit(obj, resource) if object.get(obj, ["resources", "limits", resource], null) != null
+# HM-RS-001 reads limits inline, not through a helper function: it runs for
+# every container and resource of every request.
 
 # METADATA
 # title: GPUs per pod within the tenant's cap
@@ -129,11 +129,10 @@ term_restricts_model(term) if lib.empty_term(term)
 
 term_restricts_model(term) if {
 	some r in lib.term_expressions(term)
-	req := lib.normalize_requirement(r)
-	req.key == gpu_product_label
-	req.operator == "In"
-	count(req.values) > 0
-	count(req.values - allowed_models) == 0
+	lib.requirement_head(r) == [gpu_product_label, "In"]
+	values := lib.requirement_values(r)
+	count(values) > 0
+	count(values - allowed_models) == 0
 }
 
 # ---------------------------------------------------------------------------
@@ -177,7 +176,8 @@ shared_gpus := 0 if {
 	n := ceil(to_number(raw) / 1000)
 } else := 1
 
-gpus_used := whole_gpus + shared_gpus
+# gpus_used = whole_gpus + shared_gpus, with a shortcut for the pods that
+# mention no GPU (most): see the end of the file.
 
 # UPDATE: GPU fields cannot be resized, so only a change of what counts is
 # judged; a cap lowered later does not block updates of running pods.
@@ -217,7 +217,7 @@ warn contains violation if {
 	some resource, minimum in floors
 	raw := object.get(entry.container, ["resources", "limits", resource], null)
 	raw != null
-	lib.quantity(raw) < lib.quantity(minimum)
+	lib.quantity(raw) < floor_quantities[resource]
 	lib.container_changed(entry, ["resources"])
 	field := sprintf("%s.resources.limits.%s", [entry.field, resource])
 	violation := {
@@ -230,4 +230,28 @@ warn contains violation if {
 floors := {
 	"cpu": object.get(lib.config, ["overcommit", "minCPURequest"], "10m"),
 	"memory": object.get(lib.config, ["overcommit", "minMemoryRequest"], "16Mi"),
+}
+
+# Parsed once per request, not once per container.
+floor_quantities[resource] := lib.quantity(minimum) if some resource, minimum in floors
+
+# Pods that mention no GPU (most) count 0 without the GPU accounting.
+gpus_used := whole_gpus + shared_gpus if mentions_gpus
+
+else := 0
+
+# mentions_gpus: a GPU count or the shared-GPU annotation is present. Without
+# one, the accounting gives 0 (a missing or null count counts 0).
+mentions_gpus if lib.pod_annotations[gpu_milli_annotation]
+
+# Refs are cheaper than object.get(..., null) != null and fail in the same
+# cases: a missing or non-object step, a null count.
+mentions_gpus if {
+	some e in lib.containers
+	e.container.resources.limits[gpu_resource] != null
+}
+
+mentions_gpus if {
+	some e in lib.containers
+	e.container.resources.requests[gpu_resource] != null
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 
@@ -44,18 +45,21 @@ type Engine struct {
 	timeout       time.Duration
 	strictBuiltin bool
 	defaultConfig *config.Config
+	// keys are shared terms for common object keys of the input; read only.
+	keys map[string]*ast.Term
 }
 
-// cachedConfig is the decoded JSON form of the last configuration seen:
-// encoding it is a large part of building an input, and it changes rarely.
+// cachedConfig holds the AST forms of the last configuration seen and of
+// its index: building them grows with the number of tenants and would
+// dominate every evaluation, while the configuration changes rarely.
 type cachedConfig struct {
-	cfg    *config.Config
-	native any
+	cfg   *config.Config
+	terms configTerms
 }
 
 // NewEngine returns an engine serving b, which may be nil until Swap.
 func NewEngine(b *Bundle, opts EngineOptions) *Engine {
-	e := &Engine{timeout: opts.Timeout, strictBuiltin: opts.StrictBuiltinErrors, defaultConfig: config.Default()}
+	e := &Engine{timeout: opts.Timeout, strictBuiltin: opts.StrictBuiltinErrors, defaultConfig: config.Default(), keys: newSharedKeys()}
 	if e.timeout <= 0 {
 		e.timeout = DefaultEvalTimeout
 	}
@@ -75,7 +79,8 @@ func (e *Engine) Bundle() *Bundle { return e.bundle.Load() }
 // error is non-nil when the request could not be judged (bad input, Rego
 // runtime error, panic, deadline); the returned Decision still carries the
 // bundle revision, tenant and latency for the decision log, and the caller
-// applies its failure policy.
+// applies its failure policy. Requests in exempt namespaces are allowed
+// without evaluation: exempt namespaces are never judged.
 func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error) {
 	start := time.Now()
 	defer func() { d.Latency = time.Since(start) }()
@@ -88,7 +93,11 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 	if in.Config == nil {
 		in.Config = e.defaultConfig
 	}
-	doc, err := BuildDocument(in)
+	cfg, err := e.configTerms(in.Config)
+	if err != nil {
+		return d, err
+	}
+	doc, err := buildDocument(in, in.Config, cfg.indexDoc)
 	if err != nil {
 		return d, err
 	}
@@ -96,16 +105,14 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 		d.Tenant = doc.Tenant.Name
 	}
 	d.ExemptNamespace = doc.ExemptNamespace
-	if !b.hasQuery {
+	// Exempt namespaces are never judged (see exemptNamespaces in
+	// docs/configuration.md): no need to ask the policies.
+	if !b.hasQuery || doc.ExemptNamespace {
 		d.Allowed = true
 		return d, nil
 	}
 
-	cfg, err := e.configNative(doc.Config)
-	if err != nil {
-		return d, err
-	}
-	input, err := doc.value(cfg)
+	input, err := doc.value(cfg, e.keys)
 	if err != nil {
 		return d, err
 	}
@@ -135,17 +142,17 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 	return d, nil
 }
 
-func (e *Engine) configNative(cfg *config.Config) (any, error) {
+func (e *Engine) configTerms(cfg *config.Config) (configTerms, error) {
 	if c := e.cfg.Load(); c != nil && c.cfg == cfg {
-		return c.native, nil
+		return c.terms, nil
 	}
-	v, err := configNative(cfg)
+	t, err := newConfigTerms(cfg)
 	if err != nil {
-		return nil, err
+		return configTerms{}, err
 	}
 	// Racing stores are harmless: both hold a correct value for their cfg.
-	e.cfg.Store(&cachedConfig{cfg: cfg, native: v})
-	return v, nil
+	e.cfg.Store(&cachedConfig{cfg: cfg, terms: t})
+	return t, nil
 }
 
 // safeEval turns a panic inside OPA into an error: one bad request or

@@ -1,14 +1,15 @@
 package policy
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
@@ -21,8 +22,8 @@ type Input struct {
 	// to Request.Namespace.
 	Namespace Namespace
 	// Config is the serving configuration; nil means config.Default().
-	// Engine caches its JSON form per pointer, so a published Config must
-	// not be modified (configstore never does).
+	// Engine caches its AST form and its index per pointer, so a published
+	// Config must not be modified (configstore never does).
 	Config *config.Config
 	// OwnNamespace is the webhook's namespace, always exempt.
 	OwnNamespace string
@@ -43,6 +44,7 @@ type Document struct {
 	Tenant          *Tenant                       `json:"tenant"`
 	ExemptNamespace bool                          `json:"exempt_namespace"`
 	Config          *config.Config                `json:"config"`
+	ConfigIndex     *ConfigIndex                  `json:"config_index"`
 }
 
 // Tenant is input.tenant. Lists are never null so policies can count them.
@@ -61,12 +63,19 @@ type Tenant struct {
 // BuildDocument computes the input document: the tenant and the namespace
 // exemption come from the one configuration model, never from the policies.
 func BuildDocument(in Input) (Document, error) {
-	if in.Request == nil {
-		return Document{}, errors.New("policy input: request is nil")
-	}
 	cfg := in.Config
 	if cfg == nil {
 		cfg = config.Default()
+	}
+	idx := newConfigIndex(cfg)
+	return buildDocument(in, cfg, &idx)
+}
+
+// buildDocument is BuildDocument with the configuration resolved and its
+// index already built (the engine caches both).
+func buildDocument(in Input, cfg *config.Config, idx *ConfigIndex) (Document, error) {
+	if in.Request == nil {
+		return Document{}, errors.New("policy input: request is nil")
 	}
 	ns := in.Namespace
 	if ns.Name == "" {
@@ -81,6 +90,7 @@ func BuildDocument(in Input) (Document, error) {
 		Tenant:          tenantOf(cfg, ns.Labels),
 		ExemptNamespace: ns.Name != "" && cfg.IsExemptNamespace(ns.Name, in.OwnNamespace),
 		Config:          cfg,
+		ConfigIndex:     idx,
 	}, nil
 }
 
@@ -105,109 +115,200 @@ func tenantOf(cfg *config.Config, nsLabels map[string]string) *Tenant {
 }
 
 // value converts the document to an AST value without a JSON round trip
-// of the whole. It is a lazy object: a pod is a few KiB of JSON of which
-// policies read a handful of fields, and only those get converted. A lazy
-// object caches conversions, so it is not safe for concurrent use: each
-// evaluation builds its own. cfg is the config's JSON form (see
-// configNative), shared read-only between evaluations.
-func (d Document) value(cfg any) (ast.Value, error) {
-	req, err := requestNative(d.Request)
+// of the whole: the reviewed objects go from their raw JSON straight to
+// AST (decoded once, never through map[string]any), and cfg holds the
+// configuration and its index as AST, converted once per configuration
+// (see Engine.configTerms) and shared read-only between evaluations.
+func (d Document) value(cfg configTerms, keys map[string]*ast.Term) (ast.Value, error) {
+	req, err := requestValue(d.Request, keys)
 	if err != nil {
 		return nil, err
 	}
-	var tenant any
+	tenant := ast.NullTerm()
 	if t := d.Tenant; t != nil {
-		var maxGPUs any
+		maxGPUs := ast.NullTerm()
 		if t.MaxGPUsPerPod != nil {
-			maxGPUs = json.Number(strconv.FormatInt(*t.MaxGPUsPerPod, 10))
+			maxGPUs = ast.NumberTerm(json.Number(strconv.FormatInt(*t.MaxGPUsPerPod, 10)))
 		}
-		tenant = map[string]any{
-			"name":              t.Name,
-			"known":             t.Known,
-			"hostGroups":        stringsNative(t.HostGroups),
-			"defaultHostGroup":  t.DefaultHostGroup,
-			"maxGPUsPerPod":     maxGPUs,
-			"allowedGPUModels":  stringsNative(t.AllowedGPUModels),
-			"allowedRegistries": stringsNative(t.AllowedRegistries),
-		}
+		tenant = ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("name"), ast.StringTerm(t.Name)),
+			ast.Item(ast.InternedTerm("known"), ast.InternedTerm(t.Known)),
+			ast.Item(ast.InternedTerm("hostGroups"), stringsTerm(t.HostGroups)),
+			ast.Item(ast.InternedTerm("defaultHostGroup"), ast.StringTerm(t.DefaultHostGroup)),
+			ast.Item(ast.InternedTerm("maxGPUsPerPod"), maxGPUs),
+			ast.Item(ast.InternedTerm("allowedGPUModels"), stringsTerm(t.AllowedGPUModels)),
+			ast.Item(ast.InternedTerm("allowedRegistries"), stringsTerm(t.AllowedRegistries)),
+		)
 	}
-	labels := make(map[string]any, len(d.Namespace.Labels))
+	labels := make([][2]*ast.Term, 0, len(d.Namespace.Labels))
 	for k, v := range d.Namespace.Labels {
-		labels[k] = v
+		labels = append(labels, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
 	}
-	return ast.LazyObject(map[string]any{
-		"request":          req,
-		"namespace":        map[string]any{"name": d.Namespace.Name, "labels": labels},
-		"tenant":           tenant,
-		"exempt_namespace": d.ExemptNamespace,
-		"config":           cfg,
-	}), nil
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("request"), ast.NewTerm(req)),
+		ast.Item(ast.InternedTerm("namespace"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("name"), ast.StringTerm(d.Namespace.Name)),
+			ast.Item(ast.InternedTerm("labels"), ast.ObjectTerm(labels...)),
+		)),
+		ast.Item(ast.InternedTerm("tenant"), tenant),
+		ast.Item(ast.InternedTerm("exempt_namespace"), ast.InternedTerm(d.ExemptNamespace)),
+		ast.Item(ast.InternedTerm("config"), cfg.config),
+		ast.Item(ast.InternedTerm("config_index"), cfg.index),
+	), nil
 }
 
-// stringsNative is ss as JSON decoding would produce it.
-func stringsNative(ss []string) []any {
-	out := make([]any, len(ss))
+// stringsTerm is ss as a JSON array ([] for nil, as Tenant promises).
+func stringsTerm(ss []string) *ast.Term {
+	elems := make([]*ast.Term, len(ss))
 	for i, s := range ss {
-		out[i] = s
+		elems[i] = ast.StringTerm(s)
 	}
-	return out
+	return ast.ArrayTerm(elems...)
 }
 
-// requestNative decodes the request with its objects' raw JSON as is,
+// requestValue converts the request with its objects' raw JSON as is,
 // rather than re-encoding them inside the whole request.
-func requestNative(req *admissionv1.AdmissionRequest) (map[string]any, error) {
+func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term) (ast.Object, error) {
 	shallow := *req
 	shallow.Object, shallow.OldObject = runtime.RawExtension{}, runtime.RawExtension{}
 	raw, err := json.Marshal(&shallow)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: encoding request: %w", err)
 	}
-	var m map[string]any
-	if err := decodeJSON(raw, &m); err != nil {
+	v, err := jsonValueKeys(raw, keys)
+	if err != nil {
 		return nil, fmt.Errorf("policy input: decoding request: %w", err)
 	}
-	if m["object"], err = rawExtensionValue(req.Object); err != nil {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("policy input: request encodes as %v, not an object", ast.TypeName(v))
+	}
+	object, err := rawExtensionValue(req.Object, keys)
+	if err != nil {
 		return nil, fmt.Errorf("policy input: request.object: %w", err)
 	}
-	if m["oldObject"], err = rawExtensionValue(req.OldObject); err != nil {
+	oldObject, err := rawExtensionValue(req.OldObject, keys)
+	if err != nil {
 		return nil, fmt.Errorf("policy input: request.oldObject: %w", err)
 	}
-	return m, nil
+	obj.Insert(ast.InternedTerm("object"), ast.NewTerm(object))
+	obj.Insert(ast.InternedTerm("oldObject"), ast.NewTerm(oldObject))
+	return obj, nil
 }
 
-func rawExtensionValue(ext runtime.RawExtension) (any, error) {
+func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term) (ast.Value, error) {
 	raw := ext.Raw
 	if len(raw) == 0 {
 		if ext.Object == nil {
-			return nil, nil
+			return ast.Null{}, nil
 		}
 		var err error
 		if raw, err = json.Marshal(ext.Object); err != nil {
 			return nil, err
 		}
 	}
-	var v any
-	err := decodeJSON(raw, &v)
-	return v, err
+	return jsonValueKeys(raw, keys)
 }
 
-// decodeJSON keeps numbers as json.Number, which OPA converts exactly.
-func decodeJSON(raw []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	return dec.Decode(v)
+// configTerms are the AST forms of one configuration, input.config and
+// input.config_index, with the index itself for the Document.
+type configTerms struct {
+	config   *ast.Term
+	index    *ast.Term
+	indexDoc *ConfigIndex
 }
 
-// configNative is the configuration as decoded JSON. Evaluations only
-// read it, so one copy serves them all.
-func configNative(cfg *config.Config) (any, error) {
+// newConfigTerms converts cfg. Evaluations only read the result, so one
+// conversion serves them all.
+func newConfigTerms(cfg *config.Config) (configTerms, error) {
 	raw, err := json.Marshal(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("policy input: encoding config: %w", err)
+		return configTerms{}, fmt.Errorf("policy input: encoding config: %w", err)
 	}
-	var v any
-	if err := decodeJSON(raw, &v); err != nil {
-		return nil, fmt.Errorf("policy input: decoding config: %w", err)
+	v, err := jsonValue(raw)
+	if err != nil {
+		return configTerms{}, fmt.Errorf("policy input: decoding config: %w", err)
 	}
-	return v, nil
+	idx := newConfigIndex(cfg)
+	if raw, err = json.Marshal(idx); err != nil {
+		return configTerms{}, fmt.Errorf("policy input: encoding config index: %w", err)
+	}
+	iv, err := jsonValue(raw)
+	if err != nil {
+		return configTerms{}, fmt.Errorf("policy input: decoding config index: %w", err)
+	}
+	return configTerms{config: ast.NewTerm(v), index: ast.NewTerm(iv), indexDoc: &idx}, nil
+}
+
+// ConfigIndex is input.config_index: lookups into input.config that the
+// policies would otherwise compute by scanning every pool or host group of
+// the configuration on every request. It is derived from the configuration
+// alone, so the engine builds it once per configuration.
+type ConfigIndex struct {
+	// PoolsByTenant lists, per tenant, the names of its dedicated pools,
+	// sorted.
+	PoolsByTenant map[string][]string `json:"pools_by_tenant"`
+	// HostGroupsByLabel lists, per node label key and value, the host
+	// groups whose selector requires that pair (a matchLabels entry, or a
+	// value of an In expression), sorted.
+	HostGroupsByLabel map[string]map[string][]string `json:"host_groups_by_label"`
+	// HostGroupRequirements lists, per host group, its selector's
+	// requirements: matchLabels as In [value], then matchExpressions, each
+	// with its values sorted and deduplicated, without repeats.
+	HostGroupRequirements map[string][]Requirement `json:"host_group_requirements"`
+}
+
+// Requirement is a node selector requirement in a comparable form.
+type Requirement struct {
+	Key      string   `json:"key"`
+	Operator string   `json:"operator"`
+	Values   []string `json:"values"`
+}
+
+func newConfigIndex(cfg *config.Config) ConfigIndex {
+	idx := ConfigIndex{
+		PoolsByTenant:         map[string][]string{},
+		HostGroupsByLabel:     map[string]map[string][]string{},
+		HostGroupRequirements: make(map[string][]Requirement, len(cfg.HostGroups)),
+	}
+	for name, pool := range cfg.DedicatedPools {
+		idx.PoolsByTenant[pool.Tenant] = append(idx.PoolsByTenant[pool.Tenant], name)
+	}
+	add := func(key, value, group string) {
+		values := idx.HostGroupsByLabel[key]
+		if values == nil {
+			values = map[string][]string{}
+			idx.HostGroupsByLabel[key] = values
+		}
+		values[value] = append(values[value], group)
+	}
+	for name, g := range cfg.HostGroups {
+		reqs := []Requirement{}
+		for _, r := range g.NodeSelector.Requirements() {
+			if r.Operator == corev1.NodeSelectorOpIn {
+				for _, v := range r.Values {
+					add(r.Key, v, name)
+				}
+			}
+			values := slices.Compact(slices.Sorted(slices.Values(r.Values)))
+			req := Requirement{Key: r.Key, Operator: string(r.Operator), Values: append([]string{}, values...)}
+			if !slices.ContainsFunc(reqs, func(o Requirement) bool {
+				return o.Key == req.Key && o.Operator == req.Operator && slices.Equal(o.Values, req.Values)
+			}) {
+				reqs = append(reqs, req)
+			}
+		}
+		idx.HostGroupRequirements[name] = reqs
+	}
+	for _, names := range idx.PoolsByTenant {
+		slices.Sort(names)
+	}
+	for _, values := range idx.HostGroupsByLabel {
+		for v, groups := range values {
+			// A group may list a pair twice (matchLabels and In).
+			slices.Sort(groups)
+			values[v] = slices.Compact(groups)
+		}
+	}
+	return idx
 }

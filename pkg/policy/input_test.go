@@ -7,6 +7,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
 )
@@ -100,17 +101,56 @@ func TestDocumentValueMatchesJSON(t *testing.T) {
 	want, err := ast.ValueFromReader(bytes.NewReader(raw))
 	require.NoError(t, err)
 
-	cv, err := configNative(cfg)
+	ct, err := newConfigTerms(cfg)
 	require.NoError(t, err)
-	got, err := doc.value(cv)
+	got, err := doc.value(ct, newSharedKeys())
 	require.NoError(t, err)
 	require.Zero(t, want.Compare(got), "got %v\nwant %v", got, want)
 
 	var shape map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(raw, &shape))
-	for _, key := range []string{"request", "namespace", "tenant", "exempt_namespace", "config"} {
+	for _, key := range []string{"request", "namespace", "tenant", "exempt_namespace", "config", "config_index"} {
 		require.Contains(t, shape, key)
 	}
 	require.Contains(t, string(shape["tenant"]), `"maxGPUsPerPod":2`)
 	require.Contains(t, string(shape["request"]), `"object":{"kind":"Pod"`)
+}
+
+func TestConfigIndex(t *testing.T) {
+	cfg := testConfig()
+	cfg.HostGroups["gpu"] = config.HostGroup{NodeSelector: config.NodeSelector{
+		MatchLabels: map[string]string{config.LabelHostGroup: "gpu"},
+		MatchExpressions: []corev1.NodeSelectorRequirement{
+			{Key: "nvidia.com/gpu.present", Operator: corev1.NodeSelectorOpIn, Values: []string{"true", "yes", "true"}},
+			{Key: "node.example.com/tier", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"edge"}},
+			{Key: "node.example.com/tier", Operator: corev1.NodeSelectorOpNotIn, Values: []string{"edge"}},
+		},
+	}}
+	cfg.HostGroups["any-gpu"] = config.HostGroup{NodeSelector: config.NodeSelector{
+		MatchLabels: map[string]string{"nvidia.com/gpu.present": "true"},
+		MatchExpressions: []corev1.NodeSelectorRequirement{
+			{Key: "nvidia.com/gpu.present", Operator: corev1.NodeSelectorOpIn, Values: []string{"true"}},
+		},
+	}}
+	cfg.DedicatedPools = map[string]config.DedicatedPool{
+		"spark-a": {Tenant: "team-a", App: "spark"}, "db-a": {Tenant: "team-a"}, "gpu-b": {Tenant: "team-b"},
+	}
+	idx := newConfigIndex(cfg)
+
+	require.Equal(t, map[string][]string{"team-a": {"db-a", "spark-a"}, "team-b": {"gpu-b"}}, idx.PoolsByTenant)
+	require.Equal(t, map[string]map[string][]string{
+		config.LabelHostGroup:    {"general": {"general"}, "batch": {"batch"}, "gpu": {"gpu"}},
+		"nvidia.com/gpu.present": {"true": {"any-gpu", "gpu"}, "yes": {"gpu"}},
+	}, idx.HostGroupsByLabel, "In values only, NotIn never selects")
+	require.Equal(t, []Requirement{
+		{Key: config.LabelHostGroup, Operator: "In", Values: []string{"gpu"}},
+		{Key: "nvidia.com/gpu.present", Operator: "In", Values: []string{"true", "yes"}},
+		{Key: "node.example.com/tier", Operator: "NotIn", Values: []string{"edge"}},
+	}, idx.HostGroupRequirements["gpu"], "values sorted and deduplicated, repeats dropped")
+
+	empty := newConfigIndex(config.Default())
+	raw, err := json.Marshal(empty)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"pools_by_tenant": {}, "host_groups_by_label": {}, "host_group_requirements": {}}`, string(raw),
+		"objects, never null, so that policies can look into them")
 }

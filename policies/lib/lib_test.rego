@@ -140,6 +140,26 @@ test_no_pools_without_tenant if {
 	lib.owned_pools == set() with input as inp
 }
 
+# The engine's config_index and the scans of input.config agree.
+test_config_index_agrees_with_scans if {
+	team_b := object.union(fixtures.pod_input(fixtures.web_pod), {"tenant": {"name": "team-b", "hostGroups": ["gpu", "secure"]}})
+	every inp in [fixtures.pod_input(fixtures.web_pod), fixtures.pod_input(fixtures.spark_pod), team_b] {
+		lib.owned_pools == lib.owned_pools with input as fixtures.indexed(inp)
+		lib.foreign_pools == lib.foreign_pools with input as fixtures.indexed(inp)
+	}
+	inp := fixtures.pod_input(fixtures.web_pod)
+	every group in ["general", "batch", "gpu", "secure"] {
+		lib.group_requirements(group) == lib.group_requirements(group) with input as fixtures.indexed(inp)
+	}
+	not lib.group_requirements("undefined") with input as inp
+	not lib.group_requirements("undefined") with input as fixtures.indexed(inp)
+	every pair in [["harbormaster.io/host-group", "gpu"], ["topology.kubernetes.io/zone", "eu-1a"], ["kubernetes.io/os", "linux"]] {
+		lib.host_groups_selecting(pair[0], pair[1]) == lib.host_groups_selecting(pair[0], pair[1]) with input as fixtures.indexed(inp)
+	}
+	lib.host_groups_selecting("topology.kubernetes.io/zone", "eu-1a") == {"gpu"} with input as fixtures.indexed(inp)
+	lib.owned_pools == {"team-a-db"} with input as fixtures.indexed(inp)
+}
+
 test_host_group_requirements if {
 	reqs := lib.host_group_requirements.gpu with input as fixtures.pod_input(fixtures.web_pod)
 	reqs == {

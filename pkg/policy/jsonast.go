@@ -1,0 +1,354 @@
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// maxJSONDepth bounds nesting (objects and arrays) like encoding/json
+// does, so a hostile document cannot exhaust the stack.
+const maxJSONDepth = 10000
+
+// jsonValue converts one JSON document straight to an AST value, without
+// the map[string]any that json.Unmarshal followed by ast.InterfaceToValue
+// would build and throw away. The result is what that pair produces with
+// json.Decoder.UseNumber: numbers keep their literal text, invalid UTF-8
+// in strings becomes U+FFFD, a repeated object key keeps its last value.
+func jsonValue(data []byte) (ast.Value, error) { return jsonValueKeys(data, nil) }
+
+// jsonValueKeys is jsonValue sharing the terms of keys found in keys, which
+// the caller never modifies: a pod repeats "name", "image", "resources"...
+// dozens of times.
+func jsonValueKeys(data []byte, keys map[string]*ast.Term) (ast.Value, error) {
+	// One copy of the document; unescaped strings are slices of it.
+	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
+	v, err := p.value(0)
+	if err != nil {
+		return nil, err
+	}
+	if p.skipSpace(); p.pos < len(p.data) {
+		return nil, p.errorf("unexpected %q after top-level value", p.data[p.pos])
+	}
+	return v, nil
+}
+
+type jsonParser struct {
+	data []byte
+	src  string
+	pos  int
+	keys map[string]*ast.Term
+	// slab hands out terms in blocks: one allocation per termBlock terms.
+	slab []ast.Term
+	// pairs and elems are stacks shared by nested objects and arrays:
+	// ast.NewObject copies its pairs, and arrays get an exact-size copy.
+	pairs [][2]*ast.Term
+	elems []*ast.Term
+}
+
+const termBlock = 64
+
+func (p *jsonParser) term(v ast.Value) *ast.Term {
+	if len(p.slab) == 0 {
+		p.slab = make([]ast.Term, termBlock)
+	}
+	t := &p.slab[0]
+	p.slab = p.slab[1:]
+	t.Value = v
+	return t
+}
+
+func (p *jsonParser) errorf(format string, args ...any) error {
+	return fmt.Errorf("invalid JSON at offset %d: %s", p.pos, fmt.Sprintf(format, args...))
+}
+
+func (p *jsonParser) skipSpace() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *jsonParser) value(depth int) (ast.Value, error) {
+	p.skipSpace()
+	if p.pos >= len(p.data) {
+		return nil, p.errorf("unexpected end of input")
+	}
+	switch c := p.data[p.pos]; {
+	case (c == '{' || c == '[') && depth >= maxJSONDepth:
+		return nil, p.errorf("nested too deeply")
+	case c == '{':
+		return p.object(depth)
+	case c == '[':
+		return p.array(depth)
+	case c == '"':
+		s, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		return ast.String(s), nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	default:
+		return p.literal()
+	}
+}
+
+func (p *jsonParser) object(depth int) (ast.Value, error) {
+	p.pos++ // {
+	base := len(p.pairs)
+	defer func() { p.pairs = p.pairs[:base] }()
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return ast.NewObject(), nil
+	}
+	for {
+		p.skipSpace()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return nil, p.errorf("expected object key")
+		}
+		k, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		key, shared := p.keys[k]
+		if !shared {
+			key = p.term(ast.String(k))
+		}
+		if p.skipSpace(); p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return nil, p.errorf("expected ':' after object key")
+		}
+		p.pos++
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		p.pairs = append(p.pairs, [2]*ast.Term{key, p.term(v)})
+		p.skipSpace()
+		if p.pos >= len(p.data) {
+			return nil, p.errorf("unterminated object")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return ast.NewObject(lastPerKey(p.pairs[base:])...), nil
+		default:
+			return nil, p.errorf("expected ',' or '}' in object")
+		}
+	}
+}
+
+// lastPerKey drops the pairs whose key comes again later, as json.Unmarshal
+// into a map does (ast.NewObject would keep both). Keys are strings.
+func lastPerKey(pairs [][2]*ast.Term) [][2]*ast.Term {
+	dup := false
+	if len(pairs) <= 16 {
+		// The usual case: small objects, compared without a map.
+		for i := 1; i < len(pairs) && !dup; i++ {
+			for j := range i {
+				if pairs[i][0].Value.(ast.String) == pairs[j][0].Value.(ast.String) {
+					dup = true
+					break
+				}
+			}
+		}
+	} else {
+		seen := make(map[ast.String]struct{}, len(pairs))
+		for _, kv := range pairs {
+			k := kv[0].Value.(ast.String)
+			if _, ok := seen[k]; ok {
+				dup = true
+				break
+			}
+			seen[k] = struct{}{}
+		}
+	}
+	if !dup {
+		return pairs
+	}
+	last := make(map[ast.String]int, len(pairs))
+	for i, kv := range pairs {
+		last[kv[0].Value.(ast.String)] = i
+	}
+	out := make([][2]*ast.Term, 0, len(last))
+	for i, kv := range pairs {
+		if last[kv[0].Value.(ast.String)] == i {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func (p *jsonParser) array(depth int) (ast.Value, error) {
+	p.pos++ // [
+	base := len(p.elems)
+	defer func() { p.elems = p.elems[:base] }()
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return ast.NewArray(), nil
+	}
+	for {
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		p.elems = append(p.elems, p.term(v))
+		p.skipSpace()
+		if p.pos >= len(p.data) {
+			return nil, p.errorf("unterminated array")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			// The array keeps its slice; the stack is reused.
+			return ast.NewArray(slices.Clone(p.elems[base:])...), nil
+		default:
+			return nil, p.errorf("expected ',' or ']' in array")
+		}
+	}
+}
+
+// str reads a string. Kubernetes JSON is almost never escaped, so plain
+// ASCII/UTF-8 is sliced directly; anything else goes through
+// encoding/json for its exact escape and invalid-UTF-8 handling.
+func (p *jsonParser) str() (string, error) {
+	start := p.pos // the opening quote
+	p.pos++
+	plain := true
+	for p.pos < len(p.data) {
+		c := p.data[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			if raw := p.src[start+1 : p.pos-1]; plain && utf8.ValidString(raw) {
+				return raw, nil
+			}
+			var s string
+			if err := json.Unmarshal(p.data[start:p.pos], &s); err != nil {
+				return "", fmt.Errorf("invalid JSON string at offset %d: %w", start, err)
+			}
+			return s, nil
+		case c == '\\':
+			plain = false
+			p.pos += 2
+		case c < 0x20:
+			return "", p.errorf("control character in string")
+		default:
+			p.pos++
+		}
+	}
+	return "", errors.New("invalid JSON: unterminated string")
+}
+
+// number checks the JSON number grammar and keeps the literal, like
+// json.Number.
+func (p *jsonParser) number() (ast.Value, error) {
+	start := p.pos
+	if p.data[p.pos] == '-' {
+		p.pos++
+	}
+	switch {
+	case p.pos < len(p.data) && p.data[p.pos] == '0':
+		p.pos++
+	case p.digits() == 0:
+		return nil, p.errorf("invalid number")
+	}
+	if p.pos < len(p.data) && p.data[p.pos] == '.' {
+		p.pos++
+		if p.digits() == 0 {
+			return nil, p.errorf("invalid number")
+		}
+	}
+	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
+		p.pos++
+		if p.pos < len(p.data) && (p.data[p.pos] == '+' || p.data[p.pos] == '-') {
+			p.pos++
+		}
+		if p.digits() == 0 {
+			return nil, p.errorf("invalid number")
+		}
+	}
+	return ast.Number(p.src[start:p.pos]), nil
+}
+
+func (p *jsonParser) digits() int {
+	n := 0
+	for p.pos < len(p.data) && p.data[p.pos] >= '0' && p.data[p.pos] <= '9' {
+		p.pos++
+		n++
+	}
+	return n
+}
+
+func (p *jsonParser) literal() (ast.Value, error) {
+	rest := p.data[p.pos:]
+	switch {
+	case hasPrefix(rest, "true"):
+		p.pos += 4
+		return ast.Boolean(true), nil
+	case hasPrefix(rest, "false"):
+		p.pos += 5
+		return ast.Boolean(false), nil
+	case hasPrefix(rest, "null"):
+		p.pos += 4
+		return ast.Null{}, nil
+	}
+	return nil, p.errorf("unexpected %q", p.data[p.pos])
+}
+
+func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }
+
+// newSharedKeys returns terms for the object keys of admission requests
+// and pod specs, for jsonValueKeys. An Engine builds it once and only
+// reads it afterwards.
+func newSharedKeys() map[string]*ast.Term {
+	names := []string{
+		// AdmissionRequest
+		"uid", "kind", "group", "version", "resource", "subResource", "requestKind", "requestResource",
+		"requestSubResource", "name", "namespace", "operation", "userInfo", "username", "groups", "extra",
+		"object", "oldObject", "dryRun", "options",
+		// Object metadata
+		"apiVersion", "metadata", "generateName", "resourceVersion", "generation", "creationTimestamp",
+		"labels", "annotations", "ownerReferences", "controller", "blockOwnerDeletion", "finalizers",
+		// Workloads
+		"spec", "status", "template", "jobTemplate", "selector", "matchLabels", "matchExpressions",
+		"replicas", "strategy", "schedule",
+		// Pod spec
+		"containers", "initContainers", "ephemeralContainers", "volumes", "nodeName", "nodeSelector",
+		"affinity", "nodeAffinity", "podAffinity", "podAntiAffinity",
+		"requiredDuringSchedulingIgnoredDuringExecution", "preferredDuringSchedulingIgnoredDuringExecution",
+		"nodeSelectorTerms", "matchFields", "preference", "weight", "podAffinityTerm", "labelSelector",
+		"topologyKey", "key", "operator", "values", "value", "tolerations", "effect", "tolerationSeconds",
+		"serviceAccountName", "serviceAccount", "securityContext", "restartPolicy", "dnsPolicy",
+		"schedulerName", "priority", "priorityClassName", "enableServiceLinks", "preemptionPolicy",
+		"terminationGracePeriodSeconds", "resources", "limits", "requests", "cpu", "memory",
+		// Containers
+		"image", "imagePullPolicy", "command", "args", "env", "valueFrom", "secretKeyRef",
+		"configMapKeyRef", "fieldRef", "fieldPath", "ports", "containerPort", "protocol", "volumeMounts",
+		"mountPath", "readOnly", "livenessProbe", "readinessProbe", "startupProbe", "httpGet", "path",
+		"port", "periodSeconds", "initialDelaySeconds", "timeoutSeconds", "successThreshold",
+		"failureThreshold", "terminationMessagePath", "terminationMessagePolicy",
+		// Volumes
+		"configMap", "secret", "secretName", "emptyDir", "projected", "sources", "serviceAccountToken",
+		"expirationSeconds", "items", "defaultMode", "downwardAPI", "persistentVolumeClaim", "claimName",
+	}
+	keys := make(map[string]*ast.Term, len(names))
+	for _, n := range names {
+		keys[n] = ast.StringTerm(n)
+	}
+	return keys
+}
