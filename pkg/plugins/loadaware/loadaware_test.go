@@ -379,6 +379,10 @@ func TestCloseStopsRefreshing(t *testing.T) {
 	env := newTestEnv(t, cpuOnlyArgs(prom.URL, ""))
 	env.waitForSample(t, "n1")
 	require.NoError(t, env.pl.Close())
+	// A query sent just before Close may still reach the stub after Close
+	// returned (the client gave up, the bytes were on the wire); what must
+	// not happen is a new fetch starting later.
+	time.Sleep(100 * time.Millisecond)
 	before := prom.queries.Load()
 	time.Sleep(300 * time.Millisecond)
 	assert.Equal(t, before, prom.queries.Load(), "no fetch after Close")
