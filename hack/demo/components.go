@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	gpuplugin "github.com/harbormaster-dev/harbormaster/pkg/plugins/gpu"
 	"github.com/harbormaster-dev/harbormaster/pkg/plugins/loadaware"
 	"github.com/harbormaster-dev/harbormaster/test/framework"
 )
@@ -152,7 +153,8 @@ func startScheduler(ctx context.Context, cp *framework.ControlPlane, binary, sta
 	return s, nil
 }
 
-// schedulerPlugins enables the load-aware plugin on the demo's Prometheus,
+// schedulerPlugins enables the load-aware and GPU plugins on the demo's
+// Prometheus (node load and DCGM card load),
 // as manifests/base/scheduler/config.yaml does in a cluster.
 func schedulerPlugins(prometheusURL string) string {
 	return fmt.Sprintf(`  plugins:
@@ -160,6 +162,8 @@ func schedulerPlugins(prometheusURL string) string {
       enabled:
       - name: %[1]s
         weight: 5
+      - name: %[5]s
+        weight: 10
     score:
       disabled:
       - name: NodeResourcesFit
@@ -178,7 +182,15 @@ func schedulerPlugins(prometheusURL string) string {
             memory: %[4]s
           nodeLabels: [node]
           refreshInterval: 1s
-`, loadaware.Name, prometheusURL, demoCPUMetric, demoMemoryMetric)
+  - name: %[5]s
+    args:
+      scoringStrategy:
+        type: FGD
+      utilization:
+        prometheus:
+          address: %[2]s
+          refreshInterval: 1s
+`, loadaware.Name, prometheusURL, demoCPUMetric, demoMemoryMetric, gpuplugin.Name)
 }
 
 // startKwok marks the nodes for kwok and runs it until it plays their

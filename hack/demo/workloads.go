@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
+	"github.com/harbormaster-dev/harbormaster/pkg/gpu"
 	"github.com/harbormaster-dev/harbormaster/pkg/mutation"
 	"github.com/harbormaster-dev/harbormaster/pkg/plugins/loadaware"
 	"github.com/harbormaster-dev/harbormaster/test/framework"
@@ -104,10 +105,26 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
+	// Shared-GPU inference: a quarter of one card each; the GPU plugin
+	// picks the card and writes it on the pod for the device plugin.
+	for i := range 2 {
+		inference := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        fmt.Sprintf("inference-%d", i),
+				Labels:      map[string]string{config.LabelHostGroup: "gpu", "app.kubernetes.io/name": "inference"},
+				Annotations: map[string]string{gpu.MilliAnnotation: "250"},
+			},
+			Spec: podTemplate(nil, "2", "8Gi").Spec,
+		}
+		if _, err := c.CoreV1().Pods(nsML).Create(ctx, inference, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+
 	if err := d.escapeAttempts(ctx); err != nil {
 		return err
 	}
-	if err := d.waitRunning(ctx, []string{nsWeb, nsBatch, nsML}, 8); err != nil {
+	if err := d.waitRunning(ctx, []string{nsWeb, nsBatch, nsML}, 10); err != nil {
 		return err
 	}
 	if err := d.report(ctx, []string{nsWeb, nsBatch, nsML}); err != nil {
@@ -357,6 +374,14 @@ func placement(p *corev1.Pod) string {
 
 // scoreSummary reads the load-aware plugin's explanation annotation.
 func scoreSummary(p *corev1.Pod) string {
+	if cards, ok := p.Annotations[gpu.CardsAnnotation]; ok {
+		return "gpu cards " + cards + "; " + loadScoreSummary(p)
+	}
+	return loadScoreSummary(p)
+}
+
+// loadScoreSummary reads the load-aware plugin's explanation annotation.
+func loadScoreSummary(p *corev1.Pod) string {
 	raw, ok := p.Annotations[loadaware.ScoreAnnotation]
 	if !ok {
 		return "-"

@@ -40,13 +40,14 @@ func TestDemoRuns(t *testing.T) {
 	require.Equal(t, 5, strings.Count(report, "  DENIED  "), report)
 	require.Regexp(t, regexp.MustCompile(`nightly-report-\S+\s+4 -> 1\s`), report, "batch group cpu ratio 4")
 	require.Regexp(t, regexp.MustCompile(`spark-etl-\S+\s.*pool bigdata-a\s+bigdata-\d\s`), report)
-	require.Regexp(t, regexp.MustCompile(`training\s.*\sgpu-\d\s+Running\s`), report)
+	require.Regexp(t, regexp.MustCompile(`training\s.*\sgpu-\d\s+Running\s+gpu cards \d,\d,\d,\d`), report, "whole GPUs get card indices")
+	require.Len(t, regexp.MustCompile(`inference-\d\s.*\sgpu-\d\s+Running\s+gpu cards \d:250`).FindAllString(report, -1), 2, "shared GPUs get a card and a share")
 	require.NotRegexp(t, regexp.MustCompile(`\sgeneral-0\s+(Pending|Running|Succeeded)\s`), report, "the hot node (93%% cpu) is filtered")
 	require.Regexp(t, regexp.MustCompile(`web-after-edit: cpu 2 -> 500m`), report, "the live ratio change applies to the next pod")
 
-	// kwok plays the kubelets: the 8 sample pods run, the 9 nodes are
+	// kwok plays the kubelets: the 10 sample pods run, the 9 nodes are
 	// Ready with kwok's kubelet version.
-	require.Len(t, regexp.MustCompile(`(?m)^  team-\S+\s.*\s(general|batch|bigdata|gpu)-\d\s+Running\s`).FindAllString(report, -1), 8, report)
+	require.Len(t, regexp.MustCompile(`(?m)^  team-\S+\s.*\s(general|batch|bigdata|gpu)-\d\s+Running\s`).FindAllString(report, -1), 10, report)
 	require.Len(t, regexp.MustCompile(`(?m)^  \S+-\d\s.*\sReady\s+kwok-`).FindAllString(report, -1), 9, report)
 	require.Contains(t, report, "DCGM_FI_DEV_GPU_UTIL", "the summary names the scraped DCGM metrics")
 
