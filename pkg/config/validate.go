@@ -57,8 +57,8 @@ func (c *Config) Validate() field.ErrorList {
 		seen.Insert(ns)
 	}
 
-	errs = append(errs, validateSubjects(c.Privileged.Users, field.NewPath("privileged", "users"))...)
-	errs = append(errs, validateSubjects(c.Privileged.Groups, field.NewPath("privileged", "groups"))...)
+	errs = append(errs, validateNonEmptyUnique(c.Privileged.Users, field.NewPath("privileged", "users"))...)
+	errs = append(errs, validateNonEmptyUnique(c.Privileged.Groups, field.NewPath("privileged", "groups"))...)
 	errs = append(errs, validatePolicy(c.Policy, field.NewPath("policy"))...)
 	return errs
 }
@@ -295,17 +295,3 @@ func (c *Config) validatePool(pool DedicatedPool, p *field.Path) field.ErrorList
 	return errs
 }
 
-func validateSubjects(names []string, p *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	seen := sets.New[string]()
-	for i, n := range names {
-		if n == "" {
-			errs = append(errs, field.Required(p.Index(i), "must not be empty"))
-		}
-		if seen.Has(n) {
-			errs = append(errs, field.Duplicate(p.Index(i), n))
-		}
-		seen.Insert(n)
-	}
-	return errs
-}

@@ -213,31 +213,8 @@ func (w *RunningWebhook) install(ctx context.Context, cp *ControlPlane) error {
 // url (a replica, or a load balancer in front of replicas) and waits until
 // the API server calls one of the replicas.
 func InstallAt(ctx context.Context, cp *ControlPlane, url string, caBundle []byte, replicas ...*RunningWebhook) error {
-	root, err := RepoRoot()
-	if err != nil {
+	if err := InstallWebhookConfigurations(ctx, cp, url, caBundle); err != nil {
 		return err
-	}
-	objs, err := DecodeManifests(filepath.Join(root, "manifests", "base", "webhook", "webhook-configurations.yaml"))
-	if err != nil {
-		return err
-	}
-	for _, obj := range objs {
-		switch o := obj.(type) {
-		case *admissionregistrationv1.MutatingWebhookConfiguration:
-			for i := range o.Webhooks {
-				o.Webhooks[i].ClientConfig = clientConfig(o.Webhooks[i].ClientConfig, url, caBundle)
-			}
-			if _, err := cp.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{}); err != nil {
-				return err
-			}
-		case *admissionregistrationv1.ValidatingWebhookConfiguration:
-			for i := range o.Webhooks {
-				o.Webhooks[i].ClientConfig = clientConfig(o.Webhooks[i].ClientConfig, url, caBundle)
-			}
-			if _, err := cp.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, o, metav1.CreateOptions{}); err != nil {
-				return err
-			}
-		}
 	}
 	return waitEffective(ctx, cp, replicas)
 }
