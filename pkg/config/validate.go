@@ -294,4 +294,3 @@ func (c *Config) validatePool(pool DedicatedPool, p *field.Path) field.ErrorList
 	}
 	return errs
 }
-
