@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -159,38 +157,17 @@ func (m *DaemonSetMutator) handle(ctx context.Context, req admission.Request) (a
 	return resp, &mutation.Result{Applied: applied}
 }
 
-// patchResponse answers with the JSON patch from original to mutated. Both
-// sides go through the same typed encoding, so only real changes appear and
+// patchResponse answers with JSONPatch's patch from original to mutated;
 // an unchanged object yields no patch at all.
 func patchResponse[T any](original, mutated *T) (admission.Response, error) {
-	if op, isPod := any(original).(*corev1.Pod); isPod {
-		if ops, ok := podPatch(op, any(mutated).(*corev1.Pod)); ok {
-			if len(ops) == 0 {
-				return admission.Allowed(""), nil
-			}
-			return admission.Patched("", ops...), nil
-		}
-	}
-	if apiequality.Semantic.DeepEqual(original, mutated) {
-		return admission.Allowed(""), nil
-	}
-	before, err := json.Marshal(original)
+	ops, err := JSONPatch(original, mutated)
 	if err != nil {
 		return admission.Response{}, err
-	}
-	after, err := json.Marshal(mutated)
-	if err != nil {
-		return admission.Response{}, err
-	}
-	ops, err := jsonpatch.CreatePatch(before, after)
-	if err != nil {
-		return admission.Response{}, fmt.Errorf("computing patch: %w", err)
 	}
 	if len(ops) == 0 {
 		return admission.Allowed(""), nil
 	}
-	resp := admission.Patched("", ops...)
-	return resp, nil
+	return admission.Patched("", ops...), nil
 }
 
 // decodePod decodes a pod as the API server sent it. The API server always

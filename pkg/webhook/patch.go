@@ -13,8 +13,7 @@ import (
 // mutating handlers answer the API server: the field-level pod patch when it
 // applies, else the generic diff of both sides' typed encoding. An
 // unchanged object yields nil. Tools that show what the webhook would do
-// (the explain CLI) call it so that their patch is the webhook's patch;
-// patch_test.go keeps it in step with patchResponse.
+// (the explain CLI) call it so that their patch is the webhook's patch.
 func JSONPatch[T any](original, mutated *T) ([]jsonpatch.Operation, error) {
 	if op, isPod := any(original).(*corev1.Pod); isPod {
 		if ops, ok := podPatch(op, any(mutated).(*corev1.Pod)); ok {
