@@ -34,7 +34,9 @@ type Input struct {
 
 // Result of mutating one pod.
 type Result struct {
-	// Pod is a mutated deep copy; the input is never modified.
+	// Pod is the mutated pod. It owns every field the rules may write
+	// (WritesOnlyMutableFields) and shares the rest with the input, which
+	// is never modified: treat it as read-only outside those fields.
 	Pod *corev1.Pod
 	// Applied names the rules that changed something, in rule order.
 	Applied []string
@@ -48,7 +50,7 @@ type Result struct {
 // MutatePod applies every rule to a pod at CREATE.
 func MutatePod(cfg *config.Config, pod *corev1.Pod, in Input) Result {
 	cfg = orDefault(cfg)
-	out := pod.DeepCopy()
+	out := copyForMutation(pod)
 	res := Result{Pod: out}
 	ns := namespaceOf(in, pod)
 	if res.Skipped = exemption(cfg, ns, in.OwnNamespace, pod.Labels); res.Skipped != "" {
@@ -86,7 +88,7 @@ func MutatePod(cfg *config.Config, pod *corev1.Pod, in Input) Result {
 // subresource ignores them.
 func MutatePodResize(cfg *config.Config, oldPod, newPod *corev1.Pod, in Input) Result {
 	cfg = orDefault(cfg)
-	out := newPod.DeepCopy()
+	out := copyForMutation(newPod)
 	res := Result{Pod: out}
 	ns := namespaceOf(in, newPod)
 	if res.Skipped = exemption(cfg, ns, in.OwnNamespace, newPod.Labels); res.Skipped != "" {

@@ -136,7 +136,7 @@ func BenchmarkPodMutatorHandle(b *testing.B) {
 	req := admission.Request{AdmissionRequest: *review.Request}
 	b.ReportAllocs()
 	for b.Loop() {
-		if resp := m.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) == 0 {
+		if resp := m.Handle(context.Background(), req); !resp.Allowed || len(resp.Patch) == 0 {
 			b.Fatalf("unexpected response %+v", resp.Result)
 		}
 	}

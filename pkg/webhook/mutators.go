@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -158,7 +159,9 @@ func (m *DaemonSetMutator) handle(ctx context.Context, req admission.Request) (a
 }
 
 // patchResponse answers with JSONPatch's patch from original to mutated;
-// an unchanged object yields no patch at all.
+// an unchanged object yields no patch at all. The patch is encoded here
+// (controller-runtime's Response.Complete only encodes Patches, which stays
+// empty), with go-json in a fraction of encoding/json's time.
 func patchResponse[T any](original, mutated *T) (admission.Response, error) {
 	ops, err := JSONPatch(original, mutated)
 	if err != nil {
@@ -167,18 +170,28 @@ func patchResponse[T any](original, mutated *T) (admission.Response, error) {
 	if len(ops) == 0 {
 		return admission.Allowed(""), nil
 	}
-	return admission.Patched("", ops...), nil
+	raw, err := encodePatch(ops)
+	if err != nil {
+		return admission.Response{}, fmt.Errorf("encoding patch: %w", err)
+	}
+	resp := admission.Allowed("")
+	patchType := admissionv1.PatchTypeJSONPatch
+	resp.Patch, resp.PatchType = raw, &patchType
+	return resp, nil
 }
 
 // decodePod decodes a pod as the API server sent it. The API server always
-// sends v1 Pods in its own canonical JSON, so plain JSON decoding suffices;
-// the universal deserializer's kind recognition cost as much as the rules.
+// sends v1 Pods in its own canonical JSON, so plain JSON decoding suffices
+// (the universal deserializer's kind recognition cost as much as the
+// rules), and go-json decodes it in a third of encoding/json's time, which
+// was the largest single cost of a request. TestDecodePodMatchesStdlib and
+// FuzzDecodePod check that both decoders agree.
 func decodePod(raw []byte) (*corev1.Pod, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("no object in the request")
 	}
 	pod := &corev1.Pod{}
-	if err := json.Unmarshal(raw, pod); err != nil {
+	if err := gojson.Unmarshal(raw, pod); err != nil {
 		return nil, err
 	}
 	return pod, nil
@@ -196,13 +209,13 @@ func observe(m *Metrics, log logr.Logger, webhook string, req admission.Request,
 		outcome = "denied"
 	case result != nil && result.Skipped != "":
 		outcome = "skipped"
-	case len(resp.Patches) > 0:
+	case len(resp.Patch) > 0 || len(resp.Patches) > 0:
 		outcome = "patched"
 	}
 	if m != nil {
 		m.Requests.WithLabelValues(webhook, outcome).Inc()
 		m.Duration.WithLabelValues(webhook).Observe(took.Seconds())
-		if result != nil && len(resp.Patches) > 0 {
+		if result != nil && outcome == "patched" {
 			for _, rule := range result.Applied {
 				m.Rules.WithLabelValues(webhook, rule).Inc()
 			}

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -103,12 +102,16 @@ func request(t *testing.T, op admissionv1.Operation, kind, subResource string, o
 	return req
 }
 
-func applyPatch(t *testing.T, original any, ops []jsonpatch.JsonPatchOperation, out any) {
+// applyPatch applies the patch bytes a handler answered, as the API server
+// would.
+func applyPatch(t *testing.T, original any, rawOps []byte, out any) {
 	t.Helper()
 	doc, err := json.Marshal(original)
 	require.NoError(t, err)
-	rawOps, err := json.Marshal(ops)
-	require.NoError(t, err)
+	if len(rawOps) == 0 { // no patch: the object is stored as sent
+		require.NoError(t, json.Unmarshal(doc, out))
+		return
+	}
 	patch, err := jsonpatchapply.DecodePatch(rawOps)
 	require.NoError(t, err)
 	patched, err := patch.Apply(doc)
@@ -124,9 +127,9 @@ func TestPodMutatorPatchesAndIsIdempotent(t *testing.T) {
 
 	resp := m.Handle(t.Context(), request(t, admissionv1.Create, "Pod", "", pod, nil))
 	require.True(t, resp.Allowed)
-	require.NotEmpty(t, resp.Patches)
+	require.NotEmpty(t, resp.Patch)
 	mutated := &corev1.Pod{}
-	applyPatch(t, pod, resp.Patches, mutated)
+	applyPatch(t, pod, resp.Patch, mutated)
 	require.Equal(t, "500m", ptr.To(mutated.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]).String())
 	require.Equal(t, 1.0, testutil.ToFloat64(m.Metrics.Requests.WithLabelValues(WebhookPods, "patched")))
 	require.Equal(t, 1.0, testutil.ToFloat64(m.Metrics.Rules.WithLabelValues(WebhookPods, "overcommit")))
@@ -134,7 +137,7 @@ func TestPodMutatorPatchesAndIsIdempotent(t *testing.T) {
 	// Reinvocation on our own output: no patch at all.
 	again := m.Handle(t.Context(), request(t, admissionv1.Create, "Pod", "", mutated, nil))
 	require.True(t, again.Allowed)
-	require.Empty(t, again.Patches)
+	require.Empty(t, again.Patch)
 	require.Equal(t, 1.0, testutil.ToFloat64(m.Metrics.Requests.WithLabelValues(WebhookPods, "unchanged")))
 }
 
@@ -150,21 +153,21 @@ func TestPodMutatorIgnoresOtherOperations(t *testing.T) {
 	m := &PodMutator{Store: newTestStore(t), View: fakeView{}, Decoder: decoder(t), Log: logr.Discard()}
 	resp := m.Handle(t.Context(), request(t, admissionv1.Update, "Pod", "", limitPod("1"), limitPod("1")))
 	require.True(t, resp.Allowed)
-	require.Empty(t, resp.Patches)
+	require.Empty(t, resp.Patch)
 }
 
 func TestPodMutatorResizeRecomputesRequest(t *testing.T) {
 	m := &PodMutator{Store: newTestStore(t), View: fakeView{}, Decoder: decoder(t), Log: logr.Discard()}
 	created := &corev1.Pod{}
 	pod := limitPod("2")
-	applyPatch(t, pod, m.Handle(t.Context(), request(t, admissionv1.Create, "Pod", "", pod, nil)).Patches, created)
+	applyPatch(t, pod, m.Handle(t.Context(), request(t, admissionv1.Create, "Pod", "", pod, nil)).Patch, created)
 
 	resized := created.DeepCopy()
 	resized.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU] = resource.MustParse("4")
 	resp := m.Handle(t.Context(), request(t, admissionv1.Update, "Pod", "resize", resized, created))
 	require.True(t, resp.Allowed)
 	out := &corev1.Pod{}
-	applyPatch(t, resized, resp.Patches, out)
+	applyPatch(t, resized, resp.Patch, out)
 	require.Equal(t, "1", ptr.To(out.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]).String())
 }
 
@@ -186,7 +189,7 @@ func TestDaemonSetMutatorConfinesTemplate(t *testing.T) {
 	resp := m.Handle(t.Context(), request(t, admissionv1.Create, "DaemonSet", "", ds, nil))
 	require.True(t, resp.Allowed)
 	out := &appsv1.DaemonSet{}
-	applyPatch(t, ds, resp.Patches, out)
+	applyPatch(t, ds, resp.Patch, out)
 	terms := out.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
 	require.Len(t, terms, 1)
 	require.Contains(t, terms[0].MatchExpressions, corev1.NodeSelectorRequirement{

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"gomodules.xyz/jsonpatch/v2"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -25,7 +26,22 @@ func TestJSONPatchGenericDiff(t *testing.T) {
 	ops, err := JSONPatch(ds, mutated)
 	require.NoError(t, err)
 	require.NotEmpty(t, ops)
+	raw, err := encodePatch(ops)
+	require.NoError(t, err)
 	got := &appsv1.DaemonSet{}
-	applyPatch(t, ds, ops, got)
+	applyPatch(t, ds, raw, got)
 	assert.Equal(t, mutated, got)
+}
+
+// TestEncodePatch: "add" and "replace" carry a value even when it is null,
+// "remove" never does (RFC 6902).
+func TestEncodePatch(t *testing.T) {
+	raw, err := encodePatch([]jsonpatch.Operation{
+		jsonpatch.NewOperation("add", "/metadata/annotations/a~1b", "<v>&"),
+		jsonpatch.NewOperation("replace", "/spec/x", nil),
+		jsonpatch.NewOperation("remove", "/spec/affinity", nil),
+	})
+	require.NoError(t, err)
+	assert.JSONEq(t, `[{"op":"add","path":"/metadata/annotations/a~1b","value":"<v>&"},`+
+		`{"op":"replace","path":"/spec/x","value":null},{"op":"remove","path":"/spec/affinity"}]`, string(raw))
 }

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -78,8 +79,17 @@ func TestPodPatchReproducesMutation(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, resp.Allowed)
 			got := &corev1.Pod{}
-			applyPatch(t, orig, resp.Patches, got)
+			applyPatch(t, orig, resp.Patch, got)
 			assert.Equal(t, mutated, got)
+			ops, err := JSONPatch(orig, mutated)
+			require.NoError(t, err)
+			if len(ops) == 0 {
+				assert.Empty(t, resp.Patch)
+				return
+			}
+			want, err := json.Marshal(ops)
+			require.NoError(t, err)
+			assert.JSONEq(t, string(want), string(resp.Patch), "encodePatch agrees with jsonpatch's own encoding")
 		})
 	}
 }
