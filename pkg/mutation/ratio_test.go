@@ -1,6 +1,8 @@
 package mutation
 
 import (
+	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -79,4 +81,36 @@ func TestDecimalRatioMatchesExact(t *testing.T) {
 			require.Zero(t, got.Cmp(want), "%s %s / %v: integer %s, exact %s", res, q.String(), ratio, got.String(), want.String())
 		}
 	}
+}
+
+// TestOvercommitRecordEncoding: the annotation is byte for byte what
+// encoding/json writes, so annotations written before keep comparing equal
+// and the mutation stays idempotent.
+func TestOvercommitRecordEncoding(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	names := []string{"app", "sidecar", "a\"b", "é", "<x>", "migrate"}
+	quantities := []string{"2", "500m", "1Gi", "1.5", "100Mi"}
+	for range 2000 {
+		r := OvercommitRecord{Ratios: RecordedRatios{CPU: 1 + float64(rng.IntN(9900))/100, Memory: 1 + rng.Float64()*99}}
+		for range rng.IntN(4) {
+			if r.Originals == nil {
+				r.Originals = map[string]map[corev1.ResourceName]string{}
+			}
+			key := []string{"containers/", "initContainers/"}[rng.IntN(2)] + names[rng.IntN(len(names))]
+			if rng.IntN(5) == 0 {
+				key = "pod"
+			}
+			if r.Originals[key] == nil {
+				r.Originals[key] = map[corev1.ResourceName]string{}
+			}
+			r.Originals[key][[]corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}[rng.IntN(2)]] = quantities[rng.IntN(len(quantities))]
+		}
+		want, err := json.Marshal(r)
+		require.NoError(t, err)
+		got, ok := r.encode()
+		require.True(t, ok)
+		require.Equal(t, string(want), got)
+	}
+	_, ok := OvercommitRecord{Ratios: RecordedRatios{CPU: math.NaN(), Memory: 1}}.encode()
+	require.False(t, ok, "NaN has no JSON form")
 }
