@@ -5,8 +5,11 @@ package jsonenc
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // AppendString appends s quoted s exactly as encoding/json does (HTML characters
@@ -79,4 +82,32 @@ func AppendFloat(buf []byte, f float64) (_ []byte, ok bool) {
 		}
 	}
 	return buf, true
+}
+
+// SortedKeys returns m's keys in the order encoding/json writes them,
+// appended to buf: callers pass a small array's slice so that the usual
+// handful of keys needs no allocation.
+func SortedKeys[K ~string, V any](m map[K]V, buf []K) []K {
+	for k := range m {
+		buf = append(buf, k)
+	}
+	slices.Sort(buf)
+	return buf
+}
+
+// AppendQuantity appends q as its MarshalJSON writes it. The canonical
+// digits are written straight into buf's spare capacity: String on a copy
+// of a quantity allocates on every call.
+func AppendQuantity(buf []byte, q *resource.Quantity) []byte {
+	buf = slices.Grow(buf, 32)
+	buf = append(buf, '"')
+	n := len(buf)
+	number, suffix := q.CanonicalizeBytes(buf[n:n])
+	if len(number) > 0 && &buf[n : n+1][0] == &number[0] {
+		buf = buf[:n+len(number)] // written in place
+	} else {
+		buf = append(buf, number...)
+	}
+	buf = append(buf, suffix...)
+	return append(buf, '"')
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // TestAppendStringMatchesEncodingJSON compares the string encoder with
@@ -49,4 +50,21 @@ func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
 		require.True(t, ok, "%v", f)
 		require.Equal(t, string(want), string(got), "%v", f)
 	}
+}
+
+func TestAppendQuantityMatchesMarshalJSON(t *testing.T) {
+	for _, s := range []string{"0", "1", "500m", "1.5", "1Gi", "1.5Gi", "1e3", "100Mi", "1500u", "12345678901234567", "0.1n", "2k", "7Ei"} {
+		q := resource.MustParse(s)
+		want, err := json.Marshal(q)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(AppendQuantity(nil, &q)), s)
+		roomy := append(make([]byte, 0, 128), "x:"...)
+		require.Equal(t, "x:"+string(want), string(AppendQuantity(roomy, &q)), s)
+	}
+}
+
+func TestSortedKeys(t *testing.T) {
+	var buf [2]string
+	require.Equal(t, []string{"a", "b", "c"}, SortedKeys(map[string]int{"c": 1, "a": 2, "b": 3}, buf[:0]))
+	require.Empty(t, SortedKeys(map[string]int(nil), buf[:0]))
 }

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/big"
 	"math/bits"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -43,13 +42,15 @@ func (r OvercommitRecord) encode() (_ string, ok bool) {
 	buf = append(buf, '}')
 	if len(r.Originals) > 0 {
 		buf = append(buf, `,"originals":{`...)
-		for i, key := range slices.Sorted(maps.Keys(r.Originals)) {
+		var keys [8]string
+		for i, key := range jsonenc.SortedKeys(r.Originals, keys[:0]) {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
 			buf = jsonenc.AppendString(buf, key)
 			buf = append(buf, ":{"...)
-			for j, res := range slices.Sorted(maps.Keys(r.Originals[key])) {
+			var names [2]corev1.ResourceName
+			for j, res := range jsonenc.SortedKeys(r.Originals[key], names[:0]) {
 				if j > 0 {
 					buf = append(buf, ',')
 				}

@@ -3,8 +3,6 @@ package webhook
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 
 	gojson "github.com/goccy/go-json"
 	"gomodules.xyz/jsonpatch/v2"
@@ -88,7 +86,8 @@ func appendJSONValue(buf []byte, v any) ([]byte, error) {
 			return append(buf, "null"...), nil
 		}
 		buf = append(buf, '{')
-		for i, k := range slices.Sorted(maps.Keys(v)) {
+		var keys [8]string
+		for i, k := range jsonenc.SortedKeys(v, keys[:0]) {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
@@ -121,14 +120,15 @@ func appendJSONValue(buf []byte, v any) ([]byte, error) {
 
 func appendResourceList(buf []byte, l corev1.ResourceList) []byte {
 	buf = append(buf, '{')
-	for i, name := range slices.Sorted(maps.Keys(l)) {
+	var names [4]corev1.ResourceName
+	for i, name := range jsonenc.SortedKeys(l, names[:0]) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
 		buf = jsonenc.AppendString(buf, string(name))
 		buf = append(buf, ':')
 		q := l[name]
-		buf = jsonenc.AppendString(buf, q.String())
+		buf = jsonenc.AppendQuantity(buf, &q)
 	}
 	return append(buf, '}')
 }
