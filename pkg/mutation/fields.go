@@ -7,6 +7,13 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 )
 
+// The rules read only the namespace, labels and annotations of a pod, the
+// name and resources of its containers and init containers, and its
+// pod-level resources, affinity, tolerations and topology spread
+// constraints. The webhook decodes nothing else (webhook.admittedPod, held
+// to it by webhook.TestDecodedFieldsSuffice): a rule that reads another
+// field must be added there.
+
 // WritesOnlyMutableFields reports whether mutated differs from original
 // only in the fields the rules of this package may write: annotations, the
 // resources of containers and init containers, pod-level resources, affinity

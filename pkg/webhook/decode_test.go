@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,6 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/randfill"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/config"
+	"github.com/harbormaster-dev/harbormaster/pkg/mutation"
 )
 
 // referencePod is the reference decoding: the API server's own
@@ -24,16 +28,7 @@ func referencePod(raw []byte) (*corev1.Pod, error) {
 // encodes them as the API server would and requires decodePod to produce
 // exactly what the API server's decoder produces.
 func TestDecodePodMatchesAPIServer(t *testing.T) {
-	quantityFormats := []resource.Format{resource.DecimalSI, resource.BinarySI, resource.DecimalExponent}
-	filler := randfill.NewWithSeed(42).NilChance(0.2).NumElements(0, 3).Funcs(
-		func(q *resource.Quantity, c randfill.Continue) {
-			*q = *resource.NewScaledQuantity(c.Int63n(1<<40), resource.Scale(c.Intn(13)-6))
-			q.Format = quantityFormats[c.Intn(len(quantityFormats))]
-		},
-		func(f *metav1.FieldsV1, c randfill.Continue) {
-			f.Raw = []byte(`{"f:metadata":{"f:labels":{}}}`)
-		},
-	)
+	filler := podFiller(42)
 	for i := range 500 {
 		var pod corev1.Pod
 		filler.Fill(&pod)
@@ -43,7 +38,7 @@ func TestDecodePodMatchesAPIServer(t *testing.T) {
 		require.NoError(t, err)
 		got, err := decodePod(raw)
 		require.NoError(t, err, "pod %d: %s", i, raw)
-		require.Equal(t, want, got, "pod %d: %s", i, raw)
+		require.Equal(t, decodedFields(want), got, "pod %d: %s", i, raw)
 	}
 }
 
@@ -79,7 +74,7 @@ func FuzzDecodePod(f *testing.F) {
 		require.NoError(t, err)
 		got, err := decodePod(sent)
 		require.NoError(t, err, "%s", sent)
-		require.Equal(t, want, got, "%s", sent)
+		require.Equal(t, decodedFields(want), got, "%s", sent)
 	})
 }
 
@@ -91,4 +86,110 @@ func rawPodOfReview(tb testing.TB) []byte {
 	}
 	require.NoError(tb, json.Unmarshal(admissionReviewBody(tb), &review))
 	return review.Request.Object
+}
+
+// decodedFields keeps of a fully decoded pod exactly the fields of
+// admittedPod.
+func decodedFields(full *corev1.Pod) *corev1.Pod {
+	pod := &corev1.Pod{}
+	pod.Name, pod.GenerateName, pod.Namespace = full.Name, full.GenerateName, full.Namespace
+	pod.Labels, pod.Annotations = full.Labels, full.Annotations
+	trim := func(cs []corev1.Container) []corev1.Container {
+		if cs == nil {
+			return nil
+		}
+		out := make([]corev1.Container, len(cs))
+		for i, c := range cs {
+			out[i] = corev1.Container{Name: c.Name, Resources: c.Resources}
+		}
+		return out
+	}
+	pod.Spec.InitContainers, pod.Spec.Containers = trim(full.Spec.InitContainers), trim(full.Spec.Containers)
+	pod.Spec.Resources, pod.Spec.Affinity, pod.Spec.Tolerations = full.Spec.Resources, full.Spec.Affinity, full.Spec.Tolerations
+	pod.Spec.TopologySpreadConstraints = full.Spec.TopologySpreadConstraints
+	return pod
+}
+
+// podFiller fills every field of a pod at random, with valid quantities and
+// managed fields so that the pod encodes.
+func podFiller(seed int64) *randfill.Filler {
+	quantityFormats := []resource.Format{resource.DecimalSI, resource.BinarySI, resource.DecimalExponent}
+	return randfill.NewWithSeed(seed).NilChance(0.2).NumElements(0, 3).Funcs(
+		func(q *resource.Quantity, c randfill.Continue) {
+			*q = *resource.NewScaledQuantity(c.Int63n(1<<40), resource.Scale(c.Intn(13)-6))
+			q.Format = quantityFormats[c.Intn(len(quantityFormats))]
+		},
+		func(f *metav1.FieldsV1, c randfill.Continue) {
+			f.Raw = []byte(`{"f:metadata":{"f:labels":{}}}`)
+		},
+	)
+}
+
+// TestDecodedFieldsSuffice: the rules answer a pod decoded with only the
+// admittedPod fields exactly as the full pod: same patch, rules, skips and
+// warnings. Every other field is random, while the fields the rules look at
+// are drawn so that every rule applies in some of the pods.
+func TestDecodedFieldsSuffice(t *testing.T) {
+	cfg, err := config.Parse([]byte(testConfig + `  team-b: {hostGroups: [general]}
+dedicatedPools:
+  web-a: {tenant: team-a, app: web}
+  cache-b: {tenant: team-b}
+`))
+	require.NoError(t, err)
+	in := mutation.Input{Namespace: "web", NamespaceLabels: map[string]string{config.LabelTenant: "team-a"}}
+	filler := podFiller(7)
+	rng := rand.New(rand.NewPCG(7, 8))
+	applied := map[string]int{}
+	for i := range 2000 {
+		var full corev1.Pod
+		filler.Fill(&full)
+		full.Namespace = "web"
+		if rng.IntN(2) == 0 {
+			full.Labels = map[string]string{"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "shop"}
+		}
+		if rng.IntN(3) == 0 {
+			full.Spec.Affinity = nil
+		}
+		if rng.IntN(3) == 0 {
+			full.Annotations = nil
+		}
+		if rng.IntN(3) == 0 {
+			full.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{
+				corev1.ResourceCPU: *resource.NewMilliQuantity(rng.Int64N(8000)+1, resource.DecimalSI)}}
+		}
+		switch rng.IntN(4) {
+		case 0:
+			full.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{TopologyKey: corev1.LabelHostname,
+				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "web"}}}}
+		case 1:
+			full.Spec.Tolerations = nil
+		}
+		for _, containers := range [][]corev1.Container{full.Spec.InitContainers, full.Spec.Containers} {
+			for j := range containers {
+				if rng.IntN(4) != 0 {
+					containers[j].Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{
+						corev1.ResourceCPU:    *resource.NewMilliQuantity(rng.Int64N(8000)+1, resource.DecimalSI),
+						corev1.ResourceMemory: *resource.NewQuantity(rng.Int64N(1<<34)+1, resource.BinarySI),
+					}}
+				}
+			}
+		}
+		trimmed := decodedFields(&full)
+		want := mutation.MutatePod(cfg, &full, in)
+		got := mutation.MutatePod(cfg, trimmed, in)
+		require.Equal(t, want.Applied, got.Applied, "pod %d", i)
+		require.Equal(t, want.Skipped, got.Skipped, "pod %d", i)
+		require.Equal(t, want.Warnings, got.Warnings, "pod %d", i)
+		wantPatch, err := JSONPatch(&full, want.Pod)
+		require.NoError(t, err)
+		gotPatch, err := JSONPatch(trimmed, got.Pod)
+		require.NoError(t, err)
+		require.Equal(t, wantPatch, gotPatch, "pod %d", i)
+		for _, rule := range got.Applied {
+			applied[rule]++
+		}
+	}
+	for _, rule := range []string{mutation.RuleOvercommit, mutation.RuleAntiAffinity, mutation.RuleHostGroup, mutation.RuleDedicated} {
+		require.Greater(t, applied[rule], 100, "rule %s must apply in many of the pods: %v", rule, applied)
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -178,23 +177,6 @@ func patchResponse[T any](original, mutated *T) (admission.Response, error) {
 	patchType := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = raw, &patchType
 	return resp, nil
-}
-
-// decodePod decodes a pod as the API server sent it. The API server always
-// sends v1 Pods in its own canonical JSON, so plain JSON decoding suffices
-// (the universal deserializer's kind recognition cost as much as the
-// rules), and go-json decodes it in a third of encoding/json's time, which
-// was the largest single cost of a request. TestDecodePodMatchesStdlib and
-// FuzzDecodePod check that both decoders agree.
-func decodePod(raw []byte) (*corev1.Pod, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("no object in the request")
-	}
-	pod := &corev1.Pod{}
-	if err := gojson.Unmarshal(raw, pod); err != nil {
-		return nil, err
-	}
-	return pod, nil
 }
 
 // observe records metrics and a structured log line for one admission.
