@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,8 +36,17 @@ func main() {
 	auditInterval := flag.Duration("audit-interval", 0, "evaluate every pod against the policies this often and write PolicyReports (0: off); one replica, elected by lease, audits")
 	auditMaxResults := flag.Int("audit-max-results-per-report", 100, "results kept per namespace's PolicyReport (the summary counts all)")
 	decisionBackups := flag.Int("decision-log-max-backups", 5, "rotated decision log files kept")
+	certRotation := flag.Bool("cert-rotation", false, "issue and rotate the serving certificate in --cert-secret and inject its CA into the webhook configurations (instead of cert-manager); --cert-dir must be that Secret's mount")
+	certSecret := flag.String("cert-secret", "harbormaster-webhook-tls", "with --cert-rotation: the Secret in --namespace holding the CA and serving certificate")
+	serviceName := flag.String("service-name", "harbormaster-webhook", "with --cert-rotation: the webhook Service the certificate is issued for")
+	mutatingHooks := flag.String("mutating-webhook-configurations", "harbormaster-mutating", "with --cert-rotation: comma-separated MutatingWebhookConfigurations to inject the CA into")
+	validatingHooks := flag.String("validating-webhook-configurations", "harbormaster-config,harbormaster-policy", "with --cert-rotation: comma-separated ValidatingWebhookConfigurations to inject the CA into")
 	klog.InitFlags(nil)
 	flag.Parse()
+	if *certRotation {
+		opts.CertRotation = &webhook.CertRotation{SecretName: *certSecret, ServiceName: *serviceName,
+			MutatingWebhooks: splitList(*mutatingHooks), ValidatingWebhooks: splitList(*validatingHooks)}
+	}
 
 	log := klog.NewKlogr().WithName("harbormaster-webhook")
 	ctrl.SetLogger(log)
@@ -74,6 +84,16 @@ func main() {
 		_ = decisions.Close()
 		exit(err)
 	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func envOr(key, fallback string) string {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -69,7 +71,96 @@ type Options struct {
 	// Registerer receives Harbormaster's metrics; nil means
 	// controller-runtime's registry, which MetricsAddr serves.
 	Registerer prometheus.Registerer
+	// CertRotation, when set, makes the webhook issue and rotate its own
+	// serving certificate instead of relying on cert-manager.
+	CertRotation *CertRotation
 }
+
+// CertRotation is self-managed certificate rotation with
+// github.com/open-policy-agent/cert-controller (as Gatekeeper does): every
+// replica keeps a CA and a serving certificate valid in one Secret, renews
+// them ahead of expiry, and injects the CA into the webhook configurations.
+// The Secret must be mounted at CertDir: the kubelet delivers renewed files,
+// and the webhook only starts serving once they are there.
+type CertRotation struct {
+	// SecretName is the Secret in Namespace holding the CA and the serving
+	// certificate.
+	SecretName string
+	// ServiceName is the webhook's Service; the certificate names
+	// <service>.<namespace>.svc and its other forms.
+	ServiceName string
+	// ExtraDNSNames are further names the certificate is valid for, e.g.
+	// the host of a webhook reached by URL.
+	ExtraDNSNames []string
+	// MutatingWebhooks and ValidatingWebhooks name the webhook
+	// configurations whose caBundle is kept current.
+	MutatingWebhooks, ValidatingWebhooks []string
+	// ServerCertDuration is the serving certificate's validity (0: one
+	// year); it is renewed when LookaheadInterval (0: 90 days) remains, as
+	// checked every CheckInterval (0: 12 hours) and whenever the Secret
+	// changes.
+	ServerCertDuration, LookaheadInterval, CheckInterval time.Duration
+}
+
+func (c *CertRotation) validate() error {
+	if c.SecretName == "" || c.ServiceName == "" {
+		return errors.New("webhook: certificate rotation needs a secret and a service name")
+	}
+	if len(c.MutatingWebhooks)+len(c.ValidatingWebhooks) == 0 {
+		return errors.New("webhook: certificate rotation needs the webhook configurations to inject the CA into")
+	}
+	return nil
+}
+
+// addCertRotator adds cert-controller's rotator to mgr; ready is closed once
+// the certificate is mounted and the CA injected.
+func addCertRotator(mgr ctrl.Manager, namespace, certDir string, c *CertRotation, ready chan struct{}) error {
+	svc := c.ServiceName + "." + namespace
+	var hooks []rotator.WebhookInfo
+	for _, name := range c.MutatingWebhooks {
+		hooks = append(hooks, rotator.WebhookInfo{Name: name, Type: rotator.Mutating})
+	}
+	for _, name := range c.ValidatingWebhooks {
+		hooks = append(hooks, rotator.WebhookInfo{Name: name, Type: rotator.Validating})
+	}
+	return rotator.AddRotator(mgr, &rotator.CertRotator{
+		SecretKey:      types.NamespacedName{Namespace: namespace, Name: c.SecretName},
+		CertDir:        certDir,
+		CAName:         "harbormaster-ca",
+		CAOrganization: "harbormaster",
+		DNSName:        svc + ".svc",
+		ExtraDNSNames:  append([]string{c.ServiceName, svc, svc + ".svc.cluster.local"}, c.ExtraDNSNames...),
+		IsReady:        ready,
+		Webhooks:       hooks,
+		// Every replica runs it: the Secret is updated with optimistic
+		// concurrency, so one replica's certificate wins and the others
+		// read it back; no replica waits for a lease to serve.
+		RequireLeaderElection:  false,
+		ServerCertDuration:     c.ServerCertDuration,
+		LookaheadInterval:      c.LookaheadInterval,
+		RotationCheckFrequency: c.CheckInterval,
+		ControllerName:         "harbormaster-cert-rotator",
+	})
+}
+
+// certGatedServer starts the webhook server only once the rotator reports
+// the certificate mounted: the server fails to start without its files.
+type certGatedServer struct {
+	crwebhook.Server
+	ready <-chan struct{}
+}
+
+func (s certGatedServer) Start(ctx context.Context) error {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil
+	}
+	return s.Server.Start(ctx)
+}
+
+// NeedLeaderElection: every replica serves admission.
+func (certGatedServer) NeedLeaderElection() bool { return false }
 
 // Server is the assembled webhook: a controller-runtime manager serving the
 // admission endpoints, watching the configuration, with its live store.
@@ -88,6 +179,11 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 	if opts.Policies == nil {
 		return nil, errors.New("webhook: the embedded policy bundle is required")
 	}
+	if opts.CertRotation != nil {
+		if err := opts.CertRotation.validate(); err != nil {
+			return nil, err
+		}
+	}
 	// The embedded bundle is compiled and its tests run before serving: a
 	// binary with broken policies fails at start, not at the first pod.
 	embedded, err := policy.Load(context.Background(), opts.Policies, policyLoadOptions)
@@ -98,6 +194,17 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
+	}
+	hooks := crwebhook.NewServer(crwebhook.Options{
+		Host:    opts.Host,
+		Port:    opts.Port,
+		CertDir: opts.CertDir,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+	})
+	managerHooks := hooks
+	if opts.CertRotation != nil {
+		// Added below behind the rotator's readiness, not by the manager.
+		managerHooks = nil
 	}
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme: scheme,
@@ -116,12 +223,7 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 			// the cluster.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 		}},
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{
-			Host:    opts.Host,
-			Port:    opts.Port,
-			CertDir: opts.CertDir,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
-		}),
+		WebhookServer:                 managerHooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -152,7 +254,17 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 	}
 	view := cachedView{cache: mgr.GetClient(), live: mgr.GetAPIReader()}
 	decoder := admission.NewDecoder(scheme)
-	hooks := mgr.GetWebhookServer()
+	if opts.CertRotation == nil {
+		mgr.GetWebhookServer() // adds hooks to the manager
+	} else {
+		ready := make(chan struct{})
+		if err := addCertRotator(mgr, opts.Namespace, opts.CertDir, opts.CertRotation, ready); err != nil {
+			return nil, fmt.Errorf("certificate rotation: %w", err)
+		}
+		if err := mgr.Add(certGatedServer{Server: hooks, ready: ready}); err != nil {
+			return nil, err
+		}
+	}
 	hooks.Register(PathMutatePods, withRecover(&PodMutator{
 		Store: store, View: view, OwnNamespace: opts.Namespace, Metrics: metrics, Decoder: decoder, Log: log.WithName(WebhookPods),
 	}))

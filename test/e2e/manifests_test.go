@@ -89,7 +89,7 @@ func TestManifestsApplyWithServerSideDryRun(t *testing.T) {
 		"crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io", "crd/servicemonitors.monitoring.coreos.com")
 	require.NoError(t, err, out)
 
-	for _, dir := range []string{"base", "overlays/dev", "overlays/production"} {
+	for _, dir := range []string{"base", "overlays/dev", "overlays/production", "overlays/production-cert-rotation"} {
 		t.Run(dir, func(t *testing.T) {
 			rendered := kustomize(t, dir)
 			out, err := kubectl(t, cp, rendered, "apply", "--dry-run=server", "--server-side", "--field-manager=harbormaster-e2e", "-f", "-")

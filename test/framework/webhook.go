@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -48,6 +50,8 @@ type RunningWebhook struct {
 	DecisionLog *SyncBuffer
 	cancel      context.CancelFunc
 	done        chan error
+	// stopped are closed when the webhook's helper goroutines end.
+	stopped []chan struct{}
 }
 
 // SyncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -104,6 +108,15 @@ type WebhookOptions struct {
 	SkipInstall bool
 	// ReuseCert serves the certificate already in dir (another replica's).
 	ReuseCert bool
+	// CertRotation has the webhook issue its own certificate into a Secret
+	// and inject the CA; the webhook is reached at https://localhost, and
+	// a stand-in for the kubelet copies the Secret into dir as a Secret
+	// volume would. The webhook configurations are installed without a CA
+	// before the webhook starts, as the manifests install them.
+	CertRotation *webhook.CertRotation
+	// RestConfig is the webhook's own connection (e.g. impersonating its
+	// ServiceAccount); nil means the control plane's admin.
+	RestConfig *rest.Config
 }
 
 // StartWebhookWith is StartWebhook with options.
@@ -120,9 +133,11 @@ func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML str
 		caBundle []byte
 		err      error
 	)
-	if wopts.ReuseCert {
+	switch {
+	case wopts.CertRotation != nil:
+	case wopts.ReuseCert:
 		caBundle, err = os.ReadFile(filepath.Join(dir, "tls.crt"))
-	} else {
+	default:
 		caBundle, err = ServingCert(dir)
 	}
 	if err != nil {
@@ -131,6 +146,19 @@ func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML str
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	if wopts.CertRotation != nil {
+		// As manifests/components/cert-rotation ships them: an empty
+		// Secret, webhook configurations without a CA.
+		url = fmt.Sprintf("https://localhost:%d", port)
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: wopts.CertRotation.SecretName, Namespace: WebhookNamespace}}
+		if _, err := cp.Client.CoreV1().Secrets(WebhookNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
+		if err := InstallWebhookConfigurations(ctx, cp, url, nil); err != nil {
+			return nil, err
+		}
 	}
 	healthPort, err := FreePort()
 	if err != nil {
@@ -145,12 +173,16 @@ func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML str
 	if err != nil {
 		return nil, err
 	}
-	srv, err := webhook.NewServer(cp.Config, webhook.Options{
+	restConfig := cp.Config
+	if wopts.RestConfig != nil {
+		restConfig = wopts.RestConfig
+	}
+	srv, err := webhook.NewServer(restConfig, webhook.Options{
 		Namespace: WebhookNamespace, ConfigMapName: ConfigMapName, PolicyConfigMapName: PolicyConfigMapName,
 		Policies: policies.FS, DecisionLog: decisionLog,
 		Host: "127.0.0.1", Port: port, CertDir: dir,
 		MetricsAddr: "0", HealthAddr: fmt.Sprintf("127.0.0.1:%d", healthPort),
-		Registerer: reg, LeaderElection: wopts.LeaderElection,
+		Registerer: reg, LeaderElection: wopts.LeaderElection, CertRotation: wopts.CertRotation,
 	}, klog.Background().WithName("webhook"))
 	if err != nil {
 		return nil, err
@@ -161,8 +193,16 @@ func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML str
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &RunningWebhook{Server: srv, Registry: reg, URL: fmt.Sprintf("https://127.0.0.1:%d", port), CABundle: caBundle,
+	w := &RunningWebhook{Server: srv, Registry: reg, URL: url, CABundle: caBundle,
 		DecisionLog: decisions, cancel: cancel, done: make(chan error, 1)}
+	if wopts.CertRotation != nil {
+		synced := make(chan struct{})
+		go func() {
+			defer close(synced)
+			syncSecretVolume(ctx, cp, WebhookNamespace, wopts.CertRotation.SecretName, dir)
+		}()
+		w.stopped = append(w.stopped, synced)
+	}
 	go func() { w.done <- srv.Manager.Start(ctx) }()
 
 	if configYAML != "" {
@@ -173,6 +213,13 @@ func StartWebhookWith(ctx context.Context, cp *ControlPlane, dir, configYAML str
 		}
 	}
 	if wopts.SkipInstall {
+		return w, nil
+	}
+	if wopts.CertRotation != nil {
+		if err := waitEffective(ctx, cp, []*RunningWebhook{w}); err != nil {
+			w.Stop()
+			return nil, fmt.Errorf("webhook with rotated certificate not called: %w", err)
+		}
 		return w, nil
 	}
 	if err := w.install(ctx, cp); err != nil {
@@ -201,6 +248,33 @@ func (w *RunningWebhook) Stop() {
 	case <-w.done:
 	case <-time.After(30 * time.Second):
 	}
+	for _, stopped := range w.stopped {
+		<-stopped
+	}
+}
+
+// syncSecretVolume stands in for the kubelet's Secret volume: it writes
+// the Secret's tls.crt and tls.key into dir whenever they change, each file
+// replaced atomically, until ctx ends.
+func syncSecretVolume(ctx context.Context, cp *ControlPlane, namespace, name, dir string) {
+	var last map[string][]byte
+	_ = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		secret, err := cp.Client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || len(secret.Data["tls.crt"]) == 0 || len(secret.Data["tls.key"]) == 0 {
+			return false, nil
+		}
+		if maps.EqualFunc(last, secret.Data, bytes.Equal) {
+			return false, nil
+		}
+		for _, key := range []string{"tls.key", "tls.crt"} {
+			tmp := filepath.Join(dir, "."+key+".tmp")
+			if os.WriteFile(tmp, secret.Data[key], 0o600) != nil || os.Rename(tmp, filepath.Join(dir, key)) != nil {
+				return false, nil
+			}
+		}
+		last = secret.Data
+		return false, nil
+	})
 }
 
 // install creates the webhook configurations of manifests/base/webhook,
