@@ -9,7 +9,7 @@ func benchMix() *Distribution {
 	shares := []int64{1000, 810, 650, 590, 550, 470, 460, 370, 320, 230, 220, 160, 110, 50}
 	for i, m := range shares {
 		for c := int64(1); c <= 6; c++ {
-			cl := Class{Whole: 0, Milli: m, MilliCPU: c * 2000, Memory: c << 33}
+			cl := Class{Whole: 0, Milli: m, MilliCPU: c * 2000}
 			if m == 1000 {
 				cl.Whole, cl.Milli = 1, 0
 			}
@@ -17,9 +17,9 @@ func benchMix() *Distribution {
 		}
 	}
 	for _, k := range []int{2, 4, 8} {
-		counts[Class{Whole: k, MilliCPU: int64(k) * 12000, Memory: int64(k) << 34}] = 5
+		counts[Class{Whole: k, MilliCPU: int64(k) * 12000}] = 5
 	}
-	counts[Class{MilliCPU: 16000, Memory: 64 << 30}] = 100
+	counts[Class{MilliCPU: 16000}] = 100
 	return NewDistribution(counts)
 }
 

@@ -33,7 +33,9 @@
 // Fragmentation follows Qizhen Weng et al., "Beware of Fragmentation:
 // Scheduling GPU-Sharing Workloads with Fragmentation Gradient Descent",
 // USENIX ATC 2023: a node's free GPU capacity is a fragment with respect to
-// a kind of pod if that pod could not use it, and the node's fragmentation
-// is the expectation of that over the mix of pods the cluster receives. The
-// FGD strategy places a pod where that expectation grows least.
+// a kind of pod if pods of that kind could not use it, even filling the
+// node with them (so the CPU the free cards need counts), and the node's
+// fragmentation is the expectation of that over the mix of pods the
+// cluster receives. The FGD strategy places a pod where that expectation
+// grows least.
 package gpu

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -230,46 +231,64 @@ func dist(weights map[Class]int) *Distribution { return NewDistribution(weights)
 
 func TestFragmentation(t *testing.T) {
 	shared300 := Class{Milli: 300}
+	whole1 := Class{Whole: 1}
 	whole2 := Class{Whole: 2}
 	cpuOnly := Class{MilliCPU: 1000}
 	mix := dist(map[Class]int{shared300: 2, whole2: 1, cpuOnly: 1})
+	withCPU := func(n *NodeState, milliCPU int64) *NodeState { n.FreeMilliCPU = milliCPU; return n }
 	for _, tc := range []struct {
 		name string
 		node *NodeState
 		dist *Distribution
 		want float64
 	}{
-		// shared 300 strands the 200 card (0.5 x 200), whole-2 strands the
-		// partial cards (0.25 x 700), the CPU-only pod all (0.25 x 2700).
-		{"mixed", node(1000, 1000, 500, 200), mix, 0.5*200 + 0.25*700 + 0.25*2700},
+		// As in the paper: one-card pods with CPU to spare cannot use the
+		// partial card.
+		{"one card per pod: the cards too small", node(1000, 1000, 400), dist(map[Class]int{whole1: 1}), 400},
+		{"pod that cannot run strands everything", node(1000, 300), dist(map[Class]int{whole2: 1}), 1300},
+		{"model not accepted strands everything", node(1000, 200), dist(map[Class]int{{Milli: 300, Models: "|B"}: 1}), 1200},
+		{"cpu below one pod strands everything", withCPU(node(1000, 200), 500), dist(map[Class]int{{Milli: 300, MilliCPU: 1000}: 1}), 1200},
+		{"pod without GPUs strands everything", node(1000, 200), dist(map[Class]int{cpuOnly: 1}), 1200},
+		// Beyond the paper's one-pod test: what filling the node with the
+		// kind leaves. CPU for two 10-core pods: two of four cards unused
+		// (the paper: none, one pod fits).
+		{"cpu for some of the free cards", withCPU(node(1000, 1000, 1000, 1000), 25000), dist(map[Class]int{{Whole: 1, MilliCPU: 10000}: 1}), 2000},
+		{"cpu per class of a shape", withCPU(node(1000, 1000), 15000),
+			dist(map[Class]int{{Whole: 1, MilliCPU: 10000}: 1, {Whole: 1, MilliCPU: 5000}: 1}), 0.5 * 1000},
+		{"over-committed cpu reads as none", withCPU(node(1000), -1000), dist(map[Class]int{{Whole: 1, MilliCPU: 1000}: 1}), 1000},
+		{"pod without cpu request on over-committed cpu", withCPU(node(1000), -1000), dist(map[Class]int{whole1: 1}), 0},
+		// Three 300 shares on the full card leave 100, one on the 500
+		// leaves 200, the 200 card takes none.
+		{"share: the rest of each card", node(1000, 500, 200), dist(map[Class]int{shared300: 1}), 100 + 200 + 200},
+		{"accepted model", node(1000, 200), dist(map[Class]int{{Milli: 300, Models: "|A|B"}: 1}), 300},
+		{"k cards: full cards beyond a multiple of k", node(1000, 1000, 1000, 300), dist(map[Class]int{whole2: 1}), 1000 + 300},
+		{"memory is not considered", func() *NodeState { n := node(1000); n.FreeMemory = 0; return n }(), dist(map[Class]int{whole1: 1}), 0},
+		// shared 300 (p 0.5) leaves 100+100+200+200, whole-2 (0.25) the
+		// 500 and 200 cards, the CPU-only pod (0.25) all 2700.
+		{"mixed", node(1000, 1000, 500, 200), mix, 0.5*600 + 0.25*700 + 0.25*2700},
 		{"full node has no fragments", node(0, 0), mix, 0},
 		{"no gpus", node(), mix, 0},
-		// Only one whole card free: the whole-2 pod cannot run at all.
-		{"whole pod that cannot run strands everything", node(1000, 300), dist(map[Class]int{whole2: 1}), 1300},
-		{"model not accepted strands everything", node(1000, 200), dist(map[Class]int{{Milli: 300, Models: "|B"}: 1}), 1200},
-		{"accepted model", node(1000, 200), dist(map[Class]int{{Milli: 300, Models: "|A|B"}: 1}), 200},
-		{"cpu too small strands everything", func() *NodeState { n := node(1000, 200); n.FreeMilliCPU = 500; return n }(),
-			dist(map[Class]int{{Milli: 300, MilliCPU: 1000}: 1}), 1200},
 		{"empty mix", node(1000, 200), dist(nil), 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.InDelta(t, tc.want, Fragmentation(tc.node, tc.dist), 1e-9)
 		})
 	}
-	assert.Equal(t, int64(200), FragmentationOf(node(1000, 200), Demand{Milli: 300}))
+	assert.Equal(t, int64(300), FragmentationOf(node(1000, 200), Demand{Milli: 300}))
 }
 
 // FGD keeps big free blocks for the shapes the mix still needs, where
 // packing only looks at the card it fills.
 func TestStrategiesChooseCards(t *testing.T) {
-	mix := dist(map[Class]int{{Milli: 500}: 1, {Milli: 300}: 1})
-	n := node(1000, 700)
+	mix := dist(map[Class]int{{Milli: 700}: 1})
+	n := node(1000, 900)
 	pick := func(s StrategyName) string {
 		a, _, ok := Best(Strategies()[s].Score, &Input{Before: n, Demand: Demand{Milli: 300}, Dist: mix, Weights: Weights{1, 1, 1}, Scale: ScaleOf([]*NodeState{n})})
 		require.True(t, ok)
 		return a.String()
 	}
-	// On card 1 the 300 pod leaves 400, which strands the 500 shape.
+	// On card 1 the 300 pod leaves 600, too little for the 700 shape; on
+	// card 0 it leaves 700, which the shape can still take.
 	assert.Equal(t, "0:300", pick(FGD))
 	assert.Equal(t, "1:300", pick(Packing), "fullest card")
 	assert.Equal(t, "1:300", pick(BestFit), "tightest card")
@@ -312,6 +331,42 @@ func TestStrategiesChooseNodes(t *testing.T) {
 	// The half node has 4 free cards, too few for the 8-card shape: all
 	// 4000 are fragments for it before, 3000 after.
 	assert.InDelta(t, -(0.5*3000 - 0.5*4000), fgdScore(in), 1e-3)
+}
+
+// The CPU a node's free cards need is kept for them: a pod without GPUs
+// goes where the CPU is spare, a pod with many cores per card where its
+// cores strand the fewest cards.
+func TestFGDKeepsCPUForFreeCards(t *testing.T) {
+	mix := dist(map[Class]int{{Whole: 1, MilliCPU: 12000}: 1})
+	tight := node(1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000) // 12 cores a card
+	tight.Name, tight.FreeMilliCPU = "tight", 96000
+	roomy := node(1000, 1000) // 52 cores a card
+	roomy.Name, roomy.FreeMilliCPU = "roomy", 104000
+	best := func(d Demand) (string, float64) {
+		var name string
+		bestScore := math.Inf(-1)
+		for _, n := range []*NodeState{tight, roomy} {
+			_, score, ok := Best(Strategies()[FGD].Score, &Input{Before: n, Demand: d, Dist: mix})
+			require.True(t, ok)
+			if score > bestScore {
+				name, bestScore = n.Name, score
+			}
+		}
+		return name, bestScore
+	}
+	// On tight, 12.5 cores leave CPU for 6 of its 8 cards: 2000 more
+	// fragments; on roomy, CPU for both cards stays.
+	name, score := best(Demand{MilliCPU: 12500})
+	assert.Equal(t, "roomy", name)
+	assert.InDelta(t, 0, score, 1e-3)
+	// 30 cores on one card: on tight, the 66 cores left feed 5 of its 7
+	// free cards (2000 more fragments); on roomy the last card keeps its
+	// CPU.
+	name, _ = best(Demand{Whole: 1, MilliCPU: 30000})
+	assert.Equal(t, "roomy", name)
+	in := &Input{Before: tight, Demand: Demand{Whole: 1, MilliCPU: 30000}, Dist: mix}
+	_, _, _ = Best(Strategies()[FGD].Score, in)
+	assert.InDelta(t, -2000, fgdScore(in), 1e-3)
 }
 
 func TestScale01(t *testing.T) {
@@ -367,4 +422,5 @@ func TestWorkloadMixWindow(t *testing.T) {
 	assert.InDelta(t, 1, d2.Probability(Class{Milli: 500}), 1e-9)
 	assert.InDelta(t, 0.5, d1.Probability(Class{Whole: 1}), 1e-9, "a published distribution never changes")
 	assert.Equal(t, Class{Whole: 1, Models: "|A|B"}, ClassOf(Demand{Whole: 1, Models: []string{"A", "B"}}))
+	assert.Equal(t, Class{Whole: 1, MilliCPU: 2000}, ClassOf(Demand{Whole: 1, MilliCPU: 2000, Memory: 1 << 30}), "memory is not part of a class")
 }

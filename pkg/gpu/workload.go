@@ -7,20 +7,19 @@ import (
 )
 
 // Class is a kind of pod for the workload mix: its GPU shape, CPU and
-// memory, and accepted models. Pods of one class are interchangeable for
-// fragmentation.
+// accepted models, as the paper's typical pods. Pods of one class are
+// interchangeable for fragmentation, which does not consider memory.
 type Class struct {
 	Whole    int
 	Milli    int64
 	MilliCPU int64
-	Memory   int64
 	// Models is the sorted accepted models joined by "|"; "" accepts any.
 	Models string
 }
 
 // ClassOf is the class of a demand.
 func ClassOf(d Demand) Class {
-	c := Class{Whole: d.Whole, Milli: d.Milli, MilliCPU: d.MilliCPU, Memory: d.Memory}
+	c := Class{Whole: d.Whole, Milli: d.Milli, MilliCPU: d.MilliCPU}
 	if d.Models != nil {
 		c.Models = "|" + strings.Join(d.Models, "|") // a leading bar tells "none accepted" from "any"
 	}
@@ -99,10 +98,10 @@ type shape struct {
 	hosts  []hostNeed
 }
 
-// hostNeed is one class's CPU and memory and its probability.
+// hostNeed is one class's CPU and its probability.
 type hostNeed struct {
-	milliCPU, memory int64
-	prob             float64
+	milliCPU int64
+	prob     float64
 }
 
 // NewDistribution builds a distribution from counts per class.
@@ -132,7 +131,7 @@ func NewDistribution(counts map[Class]int) *Distribution {
 		}
 		s := &d.shapes[i]
 		s.prob += p
-		s.hosts = append(s.hosts, hostNeed{milliCPU: c.MilliCPU, memory: c.Memory, prob: p})
+		s.hosts = append(s.hosts, hostNeed{milliCPU: c.MilliCPU, prob: p})
 	}
 	return d
 }
@@ -144,7 +143,7 @@ func (d *Distribution) Probability(c Class) float64 {
 			continue
 		}
 		for _, h := range s.hosts {
-			if h.milliCPU == c.MilliCPU && h.memory == c.Memory {
+			if h.milliCPU == c.MilliCPU {
 				return h.prob
 			}
 		}
@@ -177,10 +176,8 @@ func compareClass(a, b Class) int {
 		return int(a.Milli - b.Milli)
 	case a.Models != b.Models:
 		return strings.Compare(a.Models, b.Models)
-	case a.MilliCPU != b.MilliCPU:
-		return cmpInt64(a.MilliCPU, b.MilliCPU)
 	}
-	return cmpInt64(a.Memory, b.Memory)
+	return cmpInt64(a.MilliCPU, b.MilliCPU)
 }
 
 func cmpInt64(a, b int64) int {

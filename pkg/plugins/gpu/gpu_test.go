@@ -332,10 +332,10 @@ func TestReserveBooksCardsUntilUnreserve(t *testing.T) {
 // chooses the cards itself.
 func TestReserveWithoutPreScore(t *testing.T) {
 	env := newTestEnv(t, `{}`, []*v1.Node{gpuNode("n", "A100", 4)}, []*v1.Pod{on(gpuPod("old", 0, shared(500)), "n", "1:500")})
-	// Most pods want 600: the 500 left on card 1 is a fragment for them,
-	// so FGD fills it rather than cut into a whole card.
+	// Most pods want a whole card: the 500 left on card 1 is a fragment
+	// for them, so FGD fills it rather than cut into a whole card.
 	for range 5 {
-		env.pl.Workload().Observe(gpu.Demand{Milli: 600, MilliCPU: 1000, Memory: 1 << 30})
+		env.pl.Workload().Observe(gpu.Demand{Whole: 1, MilliCPU: 1000, Memory: 1 << 30})
 	}
 	pod := gpuPod("p", 0, shared(400))
 	state := framework.NewCycleState()
