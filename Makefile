@@ -54,7 +54,8 @@ build: ## Build the webhook, scheduler and harbormaster CLI binaries into bin/.
 .PHONY: test
 test: tools deps ## Unit and end-to-end tests (real etcd, kube-apiserver, kube-controller-manager).
 	@$(REAP)
-	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./... ; status=$$?; $(REAP); exit $$status
+	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./... ; status=$$?; $(REAP); [ $$status -eq 0 ] || exit $$status
+	cd hack/images && go test $(GO_TEST_FLAGS) -count=1 ./...
 
 .PHONY: images
 images: ## OCI image tarballs of the commands into bin/images/ with ko's builder (REGISTRY, TAG); no Docker needed.
