@@ -173,8 +173,9 @@ func openbDir(t testing.TB) string {
 	return dir
 }
 
-// TestOpenbDefaultTrace replays the paper's default trace once: FGD must
-// allocate at least as much as best-fit, the strongest baseline.
+// TestOpenbDefaultTrace replays the paper's default trace once (seed 42):
+// best-fit, the harness check, must land within a point of its published
+// 92.9%, and FGD reach the published 95.2% (docs/benchmarks.md).
 func TestOpenbDefaultTrace(t *testing.T) {
 	dir := openbDir(t)
 	nodes, err := LoadNodes(filepath.Join(dir, NodeListFile))
@@ -197,8 +198,8 @@ func TestOpenbDefaultTrace(t *testing.T) {
 		at100[p] = Summarize(res).AllocatedAt100
 	}
 	t.Logf("allocated GPU %% at 100%% arrived: %v", at100)
-	assert.GreaterOrEqual(t, at100["FGD"], at100["BestFit"])
-	assert.Greater(t, at100["FGD"], 90.0)
+	assert.InDelta(t, 92.9, at100["BestFit"], 1)
+	assert.GreaterOrEqual(t, at100["FGD"], 95.2)
 }
 
 func TestDataDir(t *testing.T) {
