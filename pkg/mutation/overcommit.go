@@ -236,7 +236,7 @@ func quantityRat(q resource.Quantity) *big.Rat {
 // arithmetic alone was a quarter of the webhook's cost per request.
 type decimalRatio struct {
 	value    float64
-	num, den uint64 // value == num/den exactly; den == 0 if it does not fit
+	num, den uint64 // the shortest decimal reading back as value; den == 0 if it does not fit
 }
 
 func newDecimalRatio(ratio float64) decimalRatio {

@@ -158,9 +158,9 @@ func (m *DaemonSetMutator) handle(ctx context.Context, req admission.Request) (a
 }
 
 // patchResponse answers with JSONPatch's patch from original to mutated;
-// an unchanged object yields no patch at all. The patch is encoded here
-// (controller-runtime's Response.Complete only encodes Patches, which stays
-// empty), with go-json in a fraction of encoding/json's time.
+// an unchanged object yields no patch at all. The patch is encoded here, by
+// encodePatch (controller-runtime's Response.Complete only encodes Patches,
+// which stays empty).
 func patchResponse[T any](original, mutated *T) (admission.Response, error) {
 	ops, err := JSONPatch(original, mutated)
 	if err != nil {

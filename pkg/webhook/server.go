@@ -97,8 +97,8 @@ type CertRotation struct {
 	MutatingWebhooks, ValidatingWebhooks []string
 	// ServerCertDuration is the serving certificate's validity (0: one
 	// year); it is renewed when LookaheadInterval (0: 90 days) remains, as
-	// checked every CheckInterval (0: 12 hours) and whenever the Secret
-	// changes.
+	// checked every CheckInterval (0: 12 hours). A Secret that lost its
+	// certificate is refilled at the next check.
 	ServerCertDuration, LookaheadInterval, CheckInterval time.Duration
 }
 
