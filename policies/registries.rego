@@ -23,7 +23,7 @@ deny contains violation if {
 	count(allowed) > 0
 	some entry in lib.containers
 	image := object.get(entry.container, "image", "")
-	normalized := lib.normalize_image(image)
+	normalized := lib.normalized_image(image)
 	not allowed_image(normalized)
 	lib.container_changed(entry, ["image"])
 	field := sprintf("%s.image", [entry.field])

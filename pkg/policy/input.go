@@ -36,8 +36,10 @@ type Namespace struct {
 }
 
 // Document is the policies' input document. Marshalled as JSON it is
-// exactly what `input` holds in Rego, so it can be saved and replayed with
-// `opa eval`.
+// what `input` holds in Rego, so it can be saved and replayed with
+// `opa eval`, except input.facts: the engine derives those from the
+// reviewed object while converting it (see requestFacts), and the policies
+// compute the same without them.
 type Document struct {
 	Request         *admissionv1.AdmissionRequest `json:"request"`
 	Namespace       Namespace                     `json:"namespace"`
@@ -118,7 +120,8 @@ func tenantOf(cfg *config.Config, nsLabels map[string]string) *Tenant {
 // of the whole: the reviewed objects go from their raw JSON straight to
 // AST (decoded once, never through map[string]any), and cfg holds the
 // configuration and its index as AST, converted once per configuration
-// (see Engine.configTerms) and shared read-only between evaluations.
+// (see Engine.configTerms) and shared read-only between evaluations. It
+// adds input.facts, derived from the converted object.
 func (d Document) value(cfg configTerms, keys map[string]*ast.Term) (ast.Value, error) {
 	req, err := requestValue(d.Request, keys)
 	if err != nil {
@@ -144,7 +147,13 @@ func (d Document) value(cfg configTerms, keys map[string]*ast.Term) (ast.Value, 
 	for k, v := range d.Namespace.Labels {
 		labels = append(labels, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
 	}
-	return ast.NewObject(
+	items := make([][2]*ast.Term, 0, 7)
+	if obj := req.Get(ast.InternedTerm("object")); obj != nil {
+		if facts := requestFacts(d.Request.Kind.Group, d.Request.Kind.Kind, obj.Value, keys); facts != nil {
+			items = append(items, ast.Item(ast.InternedTerm("facts"), facts))
+		}
+	}
+	return ast.NewObject(append(items,
 		ast.Item(ast.InternedTerm("request"), ast.NewTerm(req)),
 		ast.Item(ast.InternedTerm("namespace"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("name"), ast.StringTerm(d.Namespace.Name)),
@@ -154,7 +163,7 @@ func (d Document) value(cfg configTerms, keys map[string]*ast.Term) (ast.Value, 
 		ast.Item(ast.InternedTerm("exempt_namespace"), ast.InternedTerm(d.ExemptNamespace)),
 		ast.Item(ast.InternedTerm("config"), cfg.config),
 		ast.Item(ast.InternedTerm("config_index"), cfg.index),
-	), nil
+	)...), nil
 }
 
 // stringsTerm is ss as a JSON array ([] for nil, as Tenant promises).

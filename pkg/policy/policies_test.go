@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -15,8 +16,9 @@ import (
 
 // TestRealPolicies judges requests with the embedded policies through the
 // engine, and checks that every decision is the same without
-// input.config_index: the policies' fallback, which scans input.config,
-// must agree with the index the engine derives from the configuration.
+// input.config_index and without input.facts: the policies' fallbacks,
+// which scan input.config and the reviewed object, must agree with what
+// the engine derives from the configuration and the object.
 func TestRealPolicies(t *testing.T) {
 	bundle := loadEmbedded(t, nil)
 	engine := NewEngine(bundle, EngineOptions{StrictBuiltinErrors: true})
@@ -119,24 +121,27 @@ func TestRealPolicies(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tt.want, d.RuleIDs(), "%v", d.Violations)
 
-			// The same input without the index, straight through the query.
+			// The same input without the index, the facts or both, straight
+			// through the query.
 			doc, err := BuildDocument(in)
 			require.NoError(t, err)
 			terms, err := newConfigTerms(cfg)
 			require.NoError(t, err)
 			v, err := doc.value(terms, engine.keys)
 			require.NoError(t, err)
-			stripped := ast.NewObject()
-			v.(ast.Object).Foreach(func(k, v *ast.Term) {
-				if !k.Equal(ast.InternedTerm("config_index")) {
-					stripped.Insert(k, v)
-				}
-			})
-			rs, err := bundle.query.Eval(context.Background(), rego.EvalParsedInput(stripped))
-			require.NoError(t, err)
-			fallback, err := bundle.violations(rs, cfg.Policy.Enforcement)
-			require.NoError(t, err)
-			require.Equal(t, d.Violations, fallback)
+			for _, drop := range [][]string{{"config_index"}, {"facts"}, {"config_index", "facts"}} {
+				stripped := ast.NewObject()
+				v.(ast.Object).Foreach(func(k, v *ast.Term) {
+					if !slices.ContainsFunc(drop, func(d string) bool { return k.Equal(ast.StringTerm(d)) }) {
+						stripped.Insert(k, v)
+					}
+				})
+				rs, err := bundle.query.Eval(context.Background(), rego.EvalParsedInput(stripped))
+				require.NoError(t, err)
+				fallback, err := bundle.violations(rs, cfg.Policy.Enforcement)
+				require.NoError(t, err)
+				require.Equal(t, d.Violations, fallback, "without %v", drop)
+			}
 		})
 	}
 }

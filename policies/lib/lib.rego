@@ -113,6 +113,11 @@ else := []
 
 # ---------------------------------------------------------------------------
 # Pod template, spec, labels and field paths of any reviewed object.
+#
+# The reviewed object's helpers (pod_template, pod_spec, ...) are complete
+# rules with else branches rather than calls of the *_of functions: every
+# request evaluates them, and a function call costs more than the
+# expressions it saves. Both give the same values.
 
 pod_template_of(obj) := as_object(obj) if {
 	kind_info.template == []
@@ -124,17 +129,37 @@ pod_labels_of(obj) := as_object(object.get(pod_template_of(obj), ["metadata", "l
 
 pod_annotations_of(obj) := as_object(object.get(pod_template_of(obj), ["metadata", "annotations"], {}))
 
-new_object := as_object(object.get(input, ["request", "object"], {}))
+new_object := o if {
+	o := input.request.object
+	is_object(o)
+} else := {}
 
 # A missing oldObject on UPDATE reads as empty, so everything looks changed
 # and is checked (fail closed).
 old_object := as_object(object.get(input, ["request", "oldObject"], {}))
 
-pod_spec := pod_spec_of(new_object)
+# pod_template: pod_template_of(new_object).
+pod_template := new_object if {
+	kind_info.template == []
+} else := t if {
+	t := object.get(new_object, kind_info.template, {})
+	is_object(t)
+} else := {} if kind_info
 
-pod_labels := pod_labels_of(new_object)
+pod_spec := s if {
+	s := pod_template.spec
+	is_object(s)
+} else := {} if pod_template
 
-pod_annotations := pod_annotations_of(new_object)
+pod_labels := l if {
+	l := pod_template.metadata.labels
+	is_object(l)
+} else := {} if pod_template
+
+pod_annotations := a if {
+	a := pod_template.metadata.annotations
+	is_object(a)
+} else := {} if pod_template
 
 old_pod_spec := pod_spec_of(old_object)
 
@@ -152,11 +177,17 @@ label_field(key) := sprintf("%s.labels[%s]", [metadata_path_prefix, key])
 
 annotation_field(key) := sprintf("%s.annotations[%s]", [metadata_path_prefix, key])
 
-node_selector := as_object(object.get(pod_spec, "nodeSelector", {}))
+node_selector := n if {
+	n := pod_spec.nodeSelector
+	is_object(n)
+} else := {} if pod_spec
 
 node_selector_field(key) := spec_field(sprintf("nodeSelector[%s]", [key]))
 
-tolerations := as_array(object.get(pod_spec, "tolerations", []))
+tolerations := t if {
+	t := pod_spec.tolerations
+	is_array(t)
+} else := [] if pod_spec
 
 toleration_field(index) := spec_field(sprintf("tolerations[%d]", [index]))
 
@@ -165,11 +196,17 @@ required_affinity_path := ["affinity", "nodeAffinity", "requiredDuringScheduling
 required_affinity_field := spec_field(concat(".", required_affinity_path))
 
 # required_terms: the ORed required node selector terms ([] when none).
-required_terms := as_array(object.get(pod_spec, array.concat(required_affinity_path, ["nodeSelectorTerms"]), []))
+required_terms := t if {
+	t := pod_spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms
+	is_array(t)
+} else := [] if pod_spec
 
 term_field(index) := sprintf("%s.nodeSelectorTerms[%d]", [required_affinity_field, index])
 
-term_expressions(term) := as_array(object.get(as_object(term), "matchExpressions", []))
+term_expressions(term) := e if {
+	e := term.matchExpressions
+	is_array(e)
+} else := []
 
 # A term without expressions and fields matches no node, so it can never
 # widen placement.
@@ -189,11 +226,14 @@ normalize_requirement(r) := {
 # requirement_head: [key, operator] as normalize_requirement reads them,
 # without building the values set: rules filter on these first, because a
 # NotIn fence lists every foreign pool.
-requirement_head(r) := [object.get(o, "key", ""), object.get(o, "operator", "")] if {
-	o := as_object(r)
-}
+requirement_head(r) := [object.get(r, "key", ""), object.get(r, "operator", "")] if {
+	is_object(r)
+} else := ["", ""]
 
-requirement_values(r) := {v | some v in as_array(object.get(as_object(r), "values", []))}
+requirement_values(r) := {v | some v in vs} if {
+	vs := r.values
+	is_array(vs)
+} else := set()
 
 # ---------------------------------------------------------------------------
 # Containers.
@@ -202,8 +242,13 @@ container_kinds := ["containers", "initContainers", "ephemeralContainers"]
 
 # containers: every container of the pod spec with its kind, index, name and
 # field path, e.g. {"kind": "initContainers", "index": 0, "name": "setup",
-# "container": {...}, "field": "spec.initContainers[0]"}.
-containers contains entry if {
+# "container": {...}, "field": "spec.initContainers[0]"}. The engine derives
+# it (input.facts, see below); container_entries computes the same.
+containers := c if {
+	c := facts.containers
+} else := container_entries
+
+container_entries contains entry if {
 	some kind in container_kinds
 	list := pod_spec[kind]
 	is_array(list)
@@ -218,6 +263,22 @@ containers contains entry if {
 		# every container of every request.
 		"field": sprintf("%s.%s[%d]", [spec_path_prefix, kind, index]),
 	}
+}
+
+# facts: what the engine derives from the reviewed object for these helpers
+# (see policies/README.md): containers, and each of their images
+# normalized. Taken only when derived from this very object (a rule may
+# evaluate with another, as old_gpus_used does) along the pod template path
+# these helpers use; inputs without it (tests, hand-written inputs) get the
+# same answers computed here.
+facts := f if {
+	f := input.facts
+
+	# Derived from this very object: != compares the terms' identity first,
+	# where == would unify the two objects key by key.
+	other_object := f.object != input.request.object
+	not other_object
+	f.template == kind_info.template
 }
 
 # ---------------------------------------------------------------------------
@@ -272,6 +333,11 @@ default_tag(tag, digest) := ":latest" if {
 	digest == ""
 } else := tag
 
+# normalized_image(image): normalize_image(image), looked up in the facts.
+normalized_image(image) := n if {
+	n := facts.images[image]
+} else := normalize_image(image)
+
 # image_has_prefix: the normalized image starts with prefix at a path, tag
 # or digest boundary, so "registry.example.com/team-a" does not admit
 # "registry.example.com/team-ab/x".
@@ -299,15 +365,31 @@ quantity(q) := q if {
 # ---------------------------------------------------------------------------
 # Tenant, configuration, host groups and dedicated pools.
 
-tenant := as_object(input.tenant)
+# As elsewhere in the helpers every request evaluates, the type guards are
+# written out rather than calls of as_object and as_array.
+tenant := t if {
+	t := input.tenant
+	is_object(t)
+} else := {} if {
+	_ := input.tenant
+}
 
 tenant_name := object.get(tenant, "name", "")
 
-tenant_host_groups := {g | some g in as_array(object.get(tenant, "hostGroups", []))}
+tenant_host_groups := {g | some g in groups} if {
+	groups := tenant.hostGroups
+	is_array(groups)
+} else := set() if tenant
 
-config := as_object(object.get(input, "config", {}))
+config := c if {
+	c := input.config
+	is_object(c)
+} else := {}
 
-host_groups := as_object(object.get(config, "hostGroups", {}))
+host_groups := g if {
+	g := config.hostGroups
+	is_object(g)
+} else := {}
 
 # Tenant groups the config defines: the mutation confines to these only.
 allowed_host_groups := {g | some g in tenant_host_groups; host_groups[g]}
@@ -353,7 +435,10 @@ host_groups_selecting(key, value) := {g | some g in object.get(config_index, ["h
 	config_index
 } else := {p.group | some p in host_group_pairs; p.key == key; p.value == value}
 
-dedicated_pools := as_object(object.get(config, "dedicatedPools", {}))
+dedicated_pools := p if {
+	p := config.dedicatedPools
+	is_object(p)
+} else := {}
 
 dedicated_app_label := l if {
 	l := object.get(config, "dedicatedAppLabel", "")
