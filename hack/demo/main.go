@@ -37,7 +37,8 @@ func main() {
 	flag.Parse()
 
 	// SIGHUP too: closing the terminal must not leave etcd and
-	// kube-apiserver behind (envtest does not tie them to the demo).
+	// kube-apiserver behind (envtest does not tie them to the demo; after a
+	// SIGKILL, the next run stops them: leftovers.go).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// A Ctrl-C also ends a pager or tee reading the report; writing to it
@@ -124,6 +125,12 @@ func run(ctx context.Context, stateDir string, exitAfter time.Duration, out io.W
 		}
 	}()
 
+	leftovers := filepath.Join(stateDir, leftoversFile)
+	if n, err := stopLeftovers(leftovers); err != nil {
+		return fmt.Errorf("stopping what a killed demo left: %w", err)
+	} else if n > 0 {
+		fmt.Fprintf(out, "Stopped %d control-plane processes a killed demo left running.\n", n)
+	}
 	fmt.Fprintln(out, "Starting etcd, kube-apiserver and kube-controller-manager from bin/ ...")
 	cp, err := framework.StartControlPlane(ctx, framework.Options{BinDir: bins.tools, ControllerManager: true, Output: logs["control-plane"]})
 	if err != nil {
@@ -133,7 +140,12 @@ func run(ctx context.Context, stateDir string, exitAfter time.Duration, out io.W
 		if err := cp.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "demo: stopping the control plane:", err)
 		}
+		_ = os.Remove(leftovers)
 	})
+	// Only the control plane runs yet: the record names its processes.
+	if err := recordControlPlane(leftovers); err != nil {
+		return fmt.Errorf("recording the control plane's processes: %w", err)
+	}
 
 	nodes := demoNodes()
 	fmt.Fprintf(out, "Creating %d nodes; kwok plays their kubelets ...\n", len(nodes))
