@@ -223,7 +223,7 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 			// the cluster.
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
 		}},
-		WebhookServer:                 managerHooks,
+		WebhookServer: managerHooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
