@@ -21,8 +21,9 @@ import data.harbormaster.lib
 #   control: Only a pool's owners tolerate its dedicated taint.
 deny contains violation if {
 	lib.tenant_review
+	key := lib.dedicated_key # a variable costs less to read per toleration than a rule
 	some index, t in lib.tolerations
-	object.get(t, "key", "") == lib.dedicated_key
+	object.get(t, "key", "") == key
 	object.get(t, "operator", "Equal") in {"Equal", ""}
 	value := object.get(t, "value", "")
 	not value in lib.owned_pools
@@ -47,8 +48,9 @@ deny contains violation if {
 #   control: A pod cannot tolerate dedicated pools it does not own by matching the taint key alone.
 deny contains violation if {
 	lib.tenant_review
+	key := lib.dedicated_key # a variable costs less to read per toleration than a rule
 	some index, t in lib.tolerations
-	object.get(t, "key", "") == lib.dedicated_key
+	object.get(t, "key", "") == key
 	object.get(t, "operator", "") == "Exists"
 	count(lib.foreign_pools) > 0
 	lib.new_toleration(t)

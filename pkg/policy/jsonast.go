@@ -21,9 +21,9 @@ const maxJSONDepth = 10000
 // in strings becomes U+FFFD, a repeated object key keeps its last value.
 func jsonValue(data []byte) (ast.Value, error) { return jsonValueKeys(data, nil) }
 
-// jsonValueKeys is jsonValue sharing the terms of keys found in keys, which
-// the caller never modifies: a pod repeats "name", "image", "resources"...
-// dozens of times.
+// jsonValueKeys is jsonValue sharing the terms of strings found in keys,
+// which the caller never modifies: a pod repeats "name", "image",
+// "resources"... dozens of times, as keys and as values.
 func jsonValueKeys(data []byte, keys map[string]*ast.Term) (ast.Value, error) {
 	// One copy of the document; unescaped strings are slices of it.
 	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
@@ -44,6 +44,8 @@ type jsonParser struct {
 	keys map[string]*ast.Term
 	// slab hands out terms in blocks: one allocation per termBlock terms.
 	slab []ast.Term
+	// elemSlab holds arrays' elements in blocks likewise.
+	elemSlab []*ast.Term
 	// pairs and elems are stacks shared by nested objects and arrays:
 	// ast.NewObject copies its pairs, and arrays get an exact-size copy.
 	pairs [][2]*ast.Term
@@ -60,6 +62,21 @@ func (p *jsonParser) term(v ast.Value) *ast.Term {
 	p.slab = p.slab[1:]
 	t.Value = v
 	return t
+}
+
+// elemsOf copies elems into the element block.
+func (p *jsonParser) elemsOf(elems []*ast.Term) []*ast.Term {
+	n := len(elems)
+	if n > termBlock {
+		return slices.Clone(elems)
+	}
+	if len(p.elemSlab) < n {
+		p.elemSlab = make([]*ast.Term, termBlock)
+	}
+	out := p.elemSlab[:n:n]
+	p.elemSlab = p.elemSlab[n:]
+	copy(out, elems)
+	return out
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -93,6 +110,11 @@ func (p *jsonParser) value(depth int) (ast.Value, error) {
 		s, err := p.str()
 		if err != nil {
 			return nil, err
+		}
+		if t, ok := p.keys[s]; ok {
+			// A shared value ("v1", "Exists", "IfNotPresent", ...) costs no
+			// allocation.
+			return t.Value, nil
 		}
 		return ast.String(s), nil
 	case c == '-' || (c >= '0' && c <= '9'):
@@ -214,8 +236,9 @@ func (p *jsonParser) array(depth int) (ast.Value, error) {
 			p.pos++
 		case ']':
 			p.pos++
-			// The array keeps its slice; the stack is reused.
-			return ast.NewArray(slices.Clone(p.elems[base:])...), nil
+			// The array keeps its slice, so it gets its own: a capped piece
+			// of a block, as the stack is reused.
+			return ast.NewArray(p.elemsOf(p.elems[base:])...), nil
 		default:
 			return nil, p.errorf("expected ',' or ']' in array")
 		}
@@ -313,8 +336,8 @@ func (p *jsonParser) literal() (ast.Value, error) {
 func hasPrefix(b []byte, s string) bool { return len(b) >= len(s) && string(b[:len(s)]) == s }
 
 // newSharedKeys returns terms for the object keys of admission requests
-// and pod specs, for jsonValueKeys. An Engine builds it once and only
-// reads it afterwards.
+// and pod specs and for common string values, for jsonValueKeys. An Engine
+// builds it once and only reads it afterwards.
 func newSharedKeys() map[string]*ast.Term {
 	names := []string{
 		// AdmissionRequest
@@ -345,6 +368,14 @@ func newSharedKeys() map[string]*ast.Term {
 		// Volumes
 		"configMap", "secret", "secretName", "emptyDir", "projected", "sources", "serviceAccountToken",
 		"expirationSeconds", "items", "defaultMode", "downwardAPI", "persistentVolumeClaim", "claimName",
+		// Common values (the API server's defaults, well-known keys)
+		"", "v1", "Pod", "apps/v1", "ReplicaSet", "Always", "IfNotPresent", "Never", "ClusterFirst", "default-scheduler",
+		"PreemptLowerPriority", "/dev/termination-log", "File", "TCP", "Exists", "Equal", "In", "NotIn",
+		"NoSchedule", "NoExecute", "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable",
+		"kube-root-ca.crt", "ca.crt", "token", "metadata.namespace", "metadata.name",
+		"/var/run/secrets/kubernetes.io/serviceaccount", "kubernetes.io/hostname", "app.kubernetes.io/name",
+		"app.kubernetes.io/instance", "pod-template-hash", "harbormaster.io/host-group", "harbormaster.io/dedicated",
+		"harbormaster.io/tenant", "default",
 	}
 	keys := make(map[string]*ast.Term, len(names))
 	for _, n := range names {

@@ -79,7 +79,18 @@ func FuzzJSONValue(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rejected valid JSON %q: %v", data, err)
 		}
-		if want := jsonViaEncodingJSON(t, data); want.Compare(got) != 0 {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var v any
+		require.NoError(t, dec.Decode(&v))
+		want, err := ast.InterfaceToValue(v)
+		if err != nil {
+			// OPA's conversion rejects what it cannot represent as a
+			// float ("1E70000"); jsonValue keeps the literal, as
+			// ast.Number does.
+			return
+		}
+		if want.Compare(got) != 0 {
 			t.Fatalf("%q: got %v, want %v", data, got, want)
 		}
 	})

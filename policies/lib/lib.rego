@@ -356,10 +356,10 @@ image_has_prefix(image, prefix) if {
 # ---------------------------------------------------------------------------
 # Quantities. Kubernetes serializes them as strings ("500m", "16Mi", "1e3").
 
-quantity(q) := q if {
-	is_number(q)
-} else := units.parse(q) if {
+quantity(q) := units.parse(q) if {
 	is_string(q)
+} else := q if {
+	is_number(q)
 }
 
 # ---------------------------------------------------------------------------
