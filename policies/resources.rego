@@ -32,10 +32,11 @@ limited_kinds := {"containers", "initContainers"}
 #   control: Every container declares cpu and memory limits so overcommit applies.
 deny contains violation if {
 	lib.reviewable
+	some resource in ["cpu", "memory"]
+	not resource in limits_set
 	kinds := limited_kinds
 	some entry in lib.containers
 	entry.kind in kinds
-	some resource in ["cpu", "memory"]
 	object.get(entry.container, ["resources", "limits", resource], null) == null
 	object.get(lib.pod_spec, ["resources", "limits", resource], null) == null
 	lib.container_changed(entry, ["resources"])
@@ -49,6 +50,13 @@ deny contains violation if {
 
 # HM-RS-001 reads limits inline, not through a helper function: it runs for
 # every container and resource of every request.
+
+# limits_set: the resources every container and init container sets a
+# limit of, as the engine counted them (input.facts): HM-RS-001 skips them.
+limits_set contains resource if {
+	some resource, unset in lib.facts.unset_limits
+	unset == 0
+}
 
 # METADATA
 # title: GPUs per pod within the tenant's cap
@@ -216,11 +224,12 @@ gpu_model_inputs_changed if lib.spec_changed(lib.required_affinity_path)
 #   control: Container limits are large enough for overcommit to apply.
 warn contains violation if {
 	lib.reviewable
+	some resource, minimum in floors
+
+	not resource in floors_kept
 	kinds := limited_kinds
-	minimums := floors
 	some entry in lib.containers
 	entry.kind in kinds
-	some resource, minimum in minimums
 	raw := object.get(entry.container, ["resources", "limits", resource], null)
 	raw != null
 	lib.quantity(raw) < floor_quantities[resource]
@@ -240,6 +249,16 @@ floors := {
 
 # Parsed once per request, not once per container.
 floor_quantities[resource] := lib.quantity(minimum) if some resource, minimum in floors
+
+# floors_kept: the resources whose smallest limit, as the engine found it
+# (input.facts), is not below the floor, so no limit is: HM-RS-004 skips
+# them. (A set rather than a negated comparison: OPA evaluates a negated
+# call's references outside the negation, so an undefined fact would fail
+# the rule instead of passing the check.)
+floors_kept contains resource if {
+	some resource, least in lib.facts.least_limits
+	least >= floor_quantities[resource]
+}
 
 # Pods that mention no GPU (most) count 0 without the GPU accounting.
 gpus_used := whole_gpus + shared_gpus if mentions_gpus

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // input.facts: what the policies would otherwise derive from the reviewed
@@ -44,6 +45,11 @@ func podTemplatePath(group, kind string) (path []string, ok bool) {
 //	template:   the pod template path the facts were derived with
 //	containers: lib.containers, every container entry of the pod spec
 //	images:     {image: lib.normalize_image(image)} for their string images
+//	unset_limits: {"cpu": n, "memory": n}: how many containers and init
+//	            containers set no such limit (HM-RS-001 checks those)
+//	least_limits: {"cpu": q, "memory": q}: their smallest such limit, as
+//	            lib.quantity parses it, when one sets it and every one set
+//	            parses (HM-RS-004 checks limits below a floor)
 //
 // Container objects are obj's own terms, shared, not copied.
 func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) *ast.Term {
@@ -68,6 +74,7 @@ func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) 
 	}
 	var entries []*ast.Term
 	images := ast.NewObject()
+	var limits limitFacts
 	for _, kind := range containerKinds {
 		list, ok := valueAt(spec, kind).(*ast.Array)
 		if !ok {
@@ -90,6 +97,9 @@ func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) 
 				ast.Item(key("container"), ast.NewTerm(container)),
 				ast.Item(key("field"), ast.StringTerm(prefix+"."+kind+"["+strconv.Itoa(i)+"]")),
 			))
+			if kind != "ephemeralContainers" {
+				limits.add(container, key)
+			}
 			if image := container.Get(key("image")); image != nil {
 				if s, ok := image.Value.(ast.String); ok && images.Get(image) == nil {
 					images.Insert(image, ast.StringTerm(normalizeImage(string(s))))
@@ -102,7 +112,106 @@ func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) 
 		ast.Item(ast.InternedTerm("template"), stringsTerm(path)),
 		ast.Item(ast.InternedTerm("containers"), ast.SetTerm(entries...)),
 		ast.Item(ast.InternedTerm("images"), ast.NewTerm(images)),
+		ast.Item(ast.InternedTerm("unset_limits"), limits.unsetTerm()),
+		ast.Item(ast.InternedTerm("least_limits"), limits.leastTerm()),
 	)
+}
+
+// limitResources are the limits HM-RS-001 and HM-RS-004 look at.
+var limitResources = [...]string{"cpu", "memory"}
+
+// limitFacts accumulates unset_limits and least_limits over the containers
+// and init containers (lib.rego's limited_kinds).
+type limitFacts struct {
+	unset [len(limitResources)]int
+	least [len(limitResources)]ast.Value
+	// unparsed: a string limit units.parse rejects; no least for that
+	// resource, so the policies parse it (and report the error) themselves.
+	unparsed [len(limitResources)]bool
+	// parsed remembers the request's few distinct limit strings: its
+	// containers usually repeat them.
+	parsed []parsedQuantity
+}
+
+type parsedQuantity struct {
+	raw ast.String
+	q   ast.Value
+	ok  bool
+}
+
+func (l *limitFacts) parse(raw ast.String) (ast.Value, bool) {
+	for _, p := range l.parsed {
+		if p.raw == raw {
+			return p.q, p.ok
+		}
+	}
+	q, ok := parseQuantity(raw)
+	l.parsed = append(l.parsed, parsedQuantity{raw, q, ok})
+	return q, ok
+}
+
+func (l *limitFacts) add(container ast.Object, key func(string) *ast.Term) {
+	// object.get(container, ["resources", "limits", resource], null).
+	res, _ := get(container, key("resources")).(ast.Object)
+	var lim ast.Object
+	if res != nil {
+		lim, _ = get(res, key("limits")).(ast.Object)
+	}
+	for i, r := range limitResources {
+		var raw ast.Value
+		if lim != nil {
+			raw = get(lim, key(r))
+		}
+		var q ast.Value
+		switch v := raw.(type) {
+		case nil, ast.Null:
+			l.unset[i]++
+			continue
+		case ast.Number:
+			q = v
+		case ast.String:
+			var ok bool
+			if q, ok = l.parse(v); !ok {
+				l.unparsed[i] = true
+				continue
+			}
+		default:
+			// lib.quantity is undefined for it: it is below no floor.
+			continue
+		}
+		if l.least[i] == nil || ast.Compare(q, l.least[i]) < 0 {
+			l.least[i] = q
+		}
+	}
+}
+
+func (l *limitFacts) unsetTerm() *ast.Term {
+	items := make([][2]*ast.Term, len(limitResources))
+	for i, r := range limitResources {
+		items[i] = ast.Item(ast.StringTerm(r), ast.InternedTerm(l.unset[i]))
+	}
+	return ast.ObjectTerm(items...)
+}
+
+func (l *limitFacts) leastTerm() *ast.Term {
+	items := make([][2]*ast.Term, 0, len(limitResources))
+	for i, r := range limitResources {
+		if l.least[i] != nil && !l.unparsed[i] {
+			items = append(items, ast.Item(ast.StringTerm(r), ast.NewTerm(l.least[i])))
+		}
+	}
+	return ast.ObjectTerm(items...)
+}
+
+// parseQuantity is units.parse(s), OPA's own builtin, so that the facts
+// hold exactly the numbers lib.quantity computes.
+func parseQuantity(s ast.String) (ast.Value, bool) {
+	var out ast.Value
+	err := topdown.GetBuiltin(ast.UnitsParse.Name)(topdown.BuiltinContext{}, []*ast.Term{ast.NewTerm(s)}, func(t *ast.Term) error {
+		out = t.Value
+		return nil
+	})
+	return out, err == nil && out != nil
 }
 
 // asObject is lib.rego's as_object: non-objects (null, absent) read as {}.
@@ -114,8 +223,11 @@ func asObject(v ast.Value) ast.Object {
 }
 
 // valueAt is o[key], nil when absent.
-func valueAt(o ast.Object, key string) ast.Value {
-	if t := o.Get(ast.StringTerm(key)); t != nil {
+func valueAt(o ast.Object, key string) ast.Value { return get(o, ast.StringTerm(key)) }
+
+// get is o[key], nil when absent.
+func get(o ast.Object, key *ast.Term) ast.Value {
+	if t := o.Get(key); t != nil {
 		return t.Value
 	}
 	return nil

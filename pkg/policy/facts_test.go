@@ -78,9 +78,21 @@ func factsTestObjects(tb testing.TB) map[string]struct {
 		object      string
 	}
 	return map[string]obj{
-		"pod":                         {"", "Pod", string(pod)},
-		"pod with odd containers":     {"", "Pod", `{"kind": "Pod", "spec": ` + strings.TrimSuffix(strings.SplitN(template, `"spec": `, 2)[1], "}") + `}`},
-		"pod without spec":            {"", "Pod", `{"kind": "Pod", "metadata": {}}`},
+		"pod":                     {"", "Pod", string(pod)},
+		"pod with odd containers": {"", "Pod", `{"kind": "Pod", "spec": ` + strings.TrimSuffix(strings.SplitN(template, `"spec": `, 2)[1], "}") + `}`},
+		"pod without spec":        {"", "Pod", `{"kind": "Pod", "metadata": {}}`},
+		"pod with odd limits": {"", "Pod", `{"spec": {
+			"initContainers": [{"name": "i", "resources": {"limits": {"cpu": "2", "memory": 1048576}}}, {"name": "s", "resources": null}],
+			"containers": [
+				{"name": "a", "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}}},
+				{"name": "b", "resources": {"limits": {"cpu": "1", "memory": "64Mi"}, "requests": {"cpu": "1m"}}},
+				{"name": "c", "resources": {"limits": {"cpu": null, "memory": true}}},
+				{"name": "d", "resources": {"limits": []}},
+				{"name": "e", "resources": {"limits": {"cpu": 0.25, "memory": "512Ki"}}}],
+			"ephemeralContainers": [{"name": "x", "resources": {"limits": {"cpu": "1m"}}}]}}`},
+		"pod with an unparsable limit": {"", "Pod", `{"spec": {"containers": [
+			{"name": "a", "resources": {"limits": {"cpu": "lots", "memory": "1Gi"}}},
+			{"name": "b", "resources": {"limits": {"cpu": "1", "memory": "2Gi"}}}]}}`},
 		"pod with null lists":         {"", "Pod", `{"spec": {"containers": null, "initContainers": {}, "ephemeralContainers": []}}`},
 		"null object":                 {"", "Pod", `null`},
 		"deployment":                  {"apps", "Deployment", `{"spec": {"replicas": 2, "template": ` + template + `}}`},
@@ -104,6 +116,25 @@ func TestFactsAgreeWithPolicies(t *testing.T) {
 		img := e.container.image
 		is_string(img)
 	}`)
+	// unset_limits and least_limits as HM-RS-001 and HM-RS-004 read limits:
+	// least only when every string or number limit parses.
+	limits := libQuery(t, `
+		limited := [e | some e in data.harbormaster.lib.container_entries; e.kind != "ephemeralContainers"]
+		unset := {r: count([1 | some e in limited; object.get(e.container, ["resources", "limits", r], null) == null]) |
+			some r in ["cpu", "memory"]
+		}
+		least := {r: min(quantities) |
+			some r in ["cpu", "memory"]
+			raws := [raw |
+				some e in limited
+				raw := object.get(e.container, ["resources", "limits", r], null)
+				type_name(raw) in {"string", "number"}
+			]
+			quantities := [data.harbormaster.lib.quantity(raw) | some raw in raws]
+			count(quantities) == count(raws)
+			count(raws) > 0
+		}
+		x := {"unset_limits": unset, "least_limits": least}`)
 	used := libQuery(t, "x := data.harbormaster.lib.containers")
 	taken := libQuery(t, "x := data.harbormaster.lib.facts")
 	for name, tt := range factsTestObjects(t) {
@@ -127,6 +158,12 @@ func TestFactsAgreeWithPolicies(t *testing.T) {
 			wantImages := evalTerm(t, images, input)
 			require.Zero(t, wantImages.Value.Compare(asJSON(t, facts.Get(ast.StringTerm("images")).Value)),
 				"facts %v\nlib.rego %v", facts.Get(ast.StringTerm("images")), wantImages)
+
+			wantLimits := evalTerm(t, limits, input)
+			for _, k := range []string{"unset_limits", "least_limits"} {
+				want, got := wantLimits.Get(ast.StringTerm(k)), facts.Get(ast.StringTerm(k))
+				require.Zero(t, want.Value.Compare(asJSON(t, got.Value)), "%s: facts %v\nlib.rego %v", k, got, want)
+			}
 
 			// With the facts, the policies take them (and still give the
 			// same containers).
