@@ -119,7 +119,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(newVirtualCache())}
 	var builtinErrs []topdown.Error
 	if e.strictBuiltin {
 		opts = append(opts, rego.EvalBuiltinErrorList(&builtinErrs))
