@@ -25,7 +25,9 @@ const (
 	libPackage  = "harbormaster.lib"
 	setDeny     = "deny"
 	setWarn     = "warn"
-	testSuffix  = "_test.rego"
+	// prefetchRule is the set of lib helpers the engine evaluates first.
+	prefetchRule = "prefetch"
+	testSuffix   = "_test.rego"
 )
 
 // DefaultTestTimeout bounds each bundle test when LoadOptions leaves it 0.
@@ -57,6 +59,8 @@ type Bundle struct {
 	sets     []setRef
 	query    rego.PreparedEvalQuery
 	hasQuery bool
+	// prefetch: the query evaluates lib.prefetch first.
+	prefetch bool
 	tests    int
 }
 
@@ -175,9 +179,10 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Bundle, error) {
 	}
 
 	if len(sets) > 0 {
+		b.prefetch = hasPrefetch(compiler)
 		b.query, err = rego.New(
 			rego.Compiler(compiler),
-			rego.Query(collectQuery(sets)),
+			rego.Query(collectQuery(sets, b.prefetch)),
 		).PrepareForEval(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("preparing policy query: %w", err)
@@ -243,13 +248,30 @@ func revision(files []sourceFile) string {
 }
 
 // collectQuery binds every deny and warn set to its own variable: one
-// evaluation returns them all, and each violation keeps its set.
-func collectQuery(sets []setRef) string {
-	parts := make([]string, len(sets))
-	for i, s := range sets {
-		parts[i] = fmt.Sprintf("%s := data.%s.%s", s.binding, s.pkg, s.kind)
+// evaluation returns them all, and each violation keeps its set. With
+// prefetch, it first evaluates data.harbormaster.lib.prefetch (see
+// hasPrefetch).
+func collectQuery(sets []setRef, prefetch bool) string {
+	parts := make([]string, 0, len(sets)+1)
+	if prefetch {
+		parts = append(parts, "_ = data."+libPackage+"."+prefetchRule)
+	}
+	for _, s := range sets {
+		parts = append(parts, fmt.Sprintf("%s := data.%s.%s", s.binding, s.pkg, s.kind))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// hasPrefetch reports whether the compiled bundle defines
+// data.harbormaster.lib.prefetch, the helpers its rules share: evaluated
+// before the rules, they are computed near the bottom of the Go stack
+// rather than inside the first rule that reads them (OPA evaluates in
+// continuation-passing style, so that rule's evaluation would go on on top
+// of theirs). The evaluation's stack shrinks, and with it the cost of
+// growing a fresh goroutine's stack and of scanning it during garbage
+// collection.
+func hasPrefetch(c *ast.Compiler) bool {
+	return len(c.GetRules(ast.MustParseRef("data."+libPackage+"."+prefetchRule))) > 0
 }
 
 func runTests(ctx context.Context, modules map[string]*ast.Module, caps *ast.Capabilities, timeout time.Duration) (int, error) {

@@ -235,3 +235,14 @@ func TestRenderFixtureCatalog(t *testing.T) {
 	require.NoError(t, RenderCatalogMarkdown(&buf, b.Catalog()))
 	require.Contains(t, buf.String(), "| [HM-GPU-001](#hm-gpu-001) | Too many GPUs | high | deny | CAP-1 | `gpu.rego:13` |")
 }
+
+// The embedded policies define lib.prefetch, and the query evaluates it
+// first; bundles without it are queried as before.
+func TestPrefetch(t *testing.T) {
+	sets := []setRef{{pkg: "harbormaster.a", kind: setDeny, binding: "deny0"}}
+	require.Equal(t, "_ = data.harbormaster.lib.prefetch; deny0 := data.harbormaster.a.deny", collectQuery(sets, true))
+	require.Equal(t, "deny0 := data.harbormaster.a.deny", collectQuery(sets, false))
+
+	require.True(t, loadEmbedded(t, nil).prefetch)
+	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).prefetch)
+}

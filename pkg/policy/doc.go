@@ -8,7 +8,9 @@
 // violations {"id", "msg", "field"}, each rule carrying a METADATA block with
 // custom.id and custom.enforcement (deny|warn|dryrun), plus title,
 // description, custom.severity and custom.control for the catalog. Shared
-// helpers live in harbormaster.lib and define no deny or warn.
+// helpers live in harbormaster.lib and define no deny or warn. If
+// harbormaster.lib defines a set prefetch, the engine evaluates it before
+// the deny and warn sets (see hasPrefetch).
 //
 // Failure semantics: Evaluate never panics. A Rego runtime error, a panic
 // inside OPA or an exceeded deadline is returned as an error, and the caller
