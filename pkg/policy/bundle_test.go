@@ -3,7 +3,11 @@ package policy
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"regexp"
+	"runtime/debug"
 	"testing"
 	"testing/fstest"
 
@@ -245,4 +249,33 @@ func TestPrefetch(t *testing.T) {
 
 	require.True(t, loadEmbedded(t, nil).prefetch)
 	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).prefetch)
+}
+
+// An evaluation of the real policies fits in 256 KiB of goroutine stack
+// (128 KiB at this writing; 512 KiB before lib.prefetch). The child
+// process evaluates under debug.SetMaxStack, which crashes a process whose
+// stack outgrows it.
+func TestEvaluateStackSize(t *testing.T) {
+	const maxStack = 256 << 10
+	if os.Getenv("HM_TEST_MAX_STACK") != "" {
+		cfg := scaledConfig(10)
+		in := tenantInput(t, mutatedPod(t, cfg, benchPod()), cfg)
+		engine := NewEngine(loadEmbedded(t, nil), EngineOptions{})
+		debug.SetMaxStack(maxStack)
+		// A new goroutine's stack grows from a few KiB.
+		done := make(chan error)
+		go func() {
+			d, err := engine.Evaluate(context.Background(), in)
+			if err == nil && !d.Allowed {
+				err = fmt.Errorf("denied: %v", d.Violations)
+			}
+			done <- err
+		}()
+		require.NoError(t, <-done)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEvaluateStackSize$")
+	cmd.Env = append(os.Environ(), "HM_TEST_MAX_STACK=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "evaluation needs more than %d KiB of stack:\n%.2000s", maxStack>>10, out)
 }

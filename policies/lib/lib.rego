@@ -583,8 +583,8 @@ new_pod_template if {
 # prefetch: the helpers nearly every request reads, for the engine to
 # evaluate before the deny and warn sets. OPA evaluates in
 # continuation-passing style: a helper first computed inside a rule stays on
-# the Go stack, under everything evaluated after it. Computed here, each in
-# its own body and dependencies first, they return before any rule runs, and
+# the Go stack, under everything evaluated after it. Computed here, a few per
+# body and dependencies first, they return before any rule runs, and
 # an evaluation needs a quarter of the stack (a new goroutine per request
 # grows its stack from a few kilobytes). Each body is guarded like
 # the rules that read the helper, so that a request no rule reviews computes
@@ -593,47 +593,26 @@ prefetch contains "kind" if kind_info
 
 prefetch contains "scope" if tenant_review
 
-prefetch contains "pod_spec" if {
+prefetch contains "pod" if {
 	reviewable
 	pod_spec
-}
-
-prefetch contains "pod_labels" if {
-	reviewable
 	pod_labels
-}
-
-prefetch contains "containers" if {
-	reviewable
 	containers
 }
 
-prefetch contains "tolerations" if {
+prefetch contains "placement" if {
 	tenant_review
 	tolerations
-}
-
-prefetch contains "node_selector" if {
-	tenant_review
 	node_selector
-}
-
-prefetch contains "required_terms" if {
-	tenant_review
 	required_terms
 }
 
-prefetch contains "tenant_host_groups" if {
-	tenant_review
-	tenant_host_groups
-}
-
-prefetch contains "allowed_host_groups" if {
+prefetch contains "host_groups" if {
 	tenant_review
 	allowed_host_groups
 }
 
-prefetch contains "owned_pools" if {
+prefetch contains "pools" if {
 	tenant_review
 	owned_pools
 }
