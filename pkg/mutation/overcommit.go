@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,41 +27,59 @@ type OvercommitRecord struct {
 	Originals map[string]map[corev1.ResourceName]string `json:"originals,omitempty"`
 }
 
-// encode writes the record exactly as encoding/json would (sorted keys, its
-// float format) without reflection: reflective encoding was a tenth of the
-// webhook's cost per pod. ok is false for ratios JSON cannot represent.
-func (r OvercommitRecord) encode() (_ string, ok bool) {
-	buf := make([]byte, 0, 64+64*len(r.Originals))
+// recordedOriginal is one entry of OvercommitRecord.Originals.
+type recordedOriginal struct {
+	key   string
+	res   corev1.ResourceName
+	value string
+}
+
+// encodeRecord writes the OvercommitRecord of ratios and originals exactly
+// as encoding/json writes it (keys sorted, a repeated key's last value,
+// its float format), without building the record's maps or reflecting:
+// that was a tenth of the webhook's cost per pod. ok is false for ratios
+// JSON cannot represent.
+func encodeRecord(ratios RecordedRatios, originals []recordedOriginal) (_ string, ok bool) {
+	slices.SortStableFunc(originals, func(a, b recordedOriginal) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.res), string(b.res))
+	})
+	buf := make([]byte, 0, 64+48*len(originals))
 	buf = append(buf, `{"ratios":{"cpu":`...)
-	if buf, ok = jsonenc.AppendFloat(buf, r.Ratios.CPU); !ok {
+	if buf, ok = jsonenc.AppendFloat(buf, ratios.CPU); !ok {
 		return "", false
 	}
 	buf = append(buf, `,"memory":`...)
-	if buf, ok = jsonenc.AppendFloat(buf, r.Ratios.Memory); !ok {
+	if buf, ok = jsonenc.AppendFloat(buf, ratios.Memory); !ok {
 		return "", false
 	}
 	buf = append(buf, '}')
-	if len(r.Originals) > 0 {
-		buf = append(buf, `,"originals":{`...)
-		var keys [8]string
-		for i, key := range jsonenc.SortedKeys(r.Originals, keys[:0]) {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = jsonenc.AppendString(buf, key)
-			buf = append(buf, ":{"...)
-			var names [2]corev1.ResourceName
-			for j, res := range jsonenc.SortedKeys(r.Originals[key], names[:0]) {
-				if j > 0 {
-					buf = append(buf, ',')
-				}
-				buf = jsonenc.AppendString(buf, string(res))
-				buf = append(buf, ':')
-				buf = jsonenc.AppendString(buf, r.Originals[key][res])
-			}
-			buf = append(buf, '}')
+	opened, lastKey := false, ""
+	for i, o := range originals {
+		if i+1 < len(originals) && originals[i+1].key == o.key && originals[i+1].res == o.res {
+			continue // a map keeps the last value
 		}
-		buf = append(buf, '}')
+		switch {
+		case !opened:
+			buf = append(buf, `,"originals":{`...)
+		case lastKey == o.key:
+			buf = append(buf, ',')
+		default:
+			buf = append(buf, "},"...)
+		}
+		if !opened || lastKey != o.key {
+			buf = jsonenc.AppendString(buf, o.key)
+			buf = append(buf, ":{"...)
+		}
+		buf = jsonenc.AppendString(buf, string(o.res))
+		buf = append(buf, ':')
+		buf = jsonenc.AppendString(buf, o.value)
+		opened, lastKey = true, o.key
+	}
+	if opened {
+		buf = append(buf, "}}"...)
 	}
 	return string(append(buf, '}')), true
 }
@@ -333,7 +352,7 @@ func applyOvercommit(cfg *config.Config, pod *corev1.Pod, cpuRatio, memoryRatio 
 	ratios := RecordedRatios{CPU: cpuRatio, Memory: memoryRatio}
 	decimalRatios := [2]decimalRatio{newDecimalRatio(cpuRatio), newDecimalRatio(memoryRatio)}
 	tc := newTargetCalculator(cfg, limitRanges)
-	record := OvercommitRecord{Ratios: ratios}
+	var originals []recordedOriginal
 	changed := false
 
 	for _, slot := range resourceSlots(&pod.Spec) {
@@ -363,13 +382,7 @@ func applyOvercommit(cfg *config.Config, pod *corev1.Pod, cpuRatio, memoryRatio 
 			}
 			request := minQuantity(original, tc.target(res, limit, decimalRatios[i], slot.limitType))
 			if request.Cmp(original) != 0 {
-				if record.Originals == nil {
-					record.Originals = map[string]map[corev1.ResourceName]string{}
-				}
-				if record.Originals[slot.key] == nil {
-					record.Originals[slot.key] = map[corev1.ResourceName]string{}
-				}
-				record.Originals[slot.key][res] = original.String()
+				originals = append(originals, recordedOriginal{key: slot.key, res: res, value: original.String()})
 			}
 			if request.Cmp(arrived) != 0 {
 				slot.setRequest(res, request)
@@ -378,7 +391,7 @@ func applyOvercommit(cfg *config.Config, pod *corev1.Pod, cpuRatio, memoryRatio 
 		}
 	}
 
-	if len(record.Originals) == 0 {
+	if len(originals) == 0 {
 		// Nothing is overcommitted: an annotation (copied from another pod,
 		// say) would only mislead resize.
 		if hadAnnotation {
@@ -390,7 +403,7 @@ func applyOvercommit(cfg *config.Config, pod *corev1.Pod, cpuRatio, memoryRatio 
 		}
 		return changed
 	}
-	encoded, ok := record.encode()
+	encoded, ok := encodeRecord(ratios, originals)
 	if !ok {
 		return changed
 	}

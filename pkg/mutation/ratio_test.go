@@ -84,33 +84,40 @@ func TestDecimalRatioMatchesExact(t *testing.T) {
 }
 
 // TestOvercommitRecordEncoding: the annotation is byte for byte what
-// encoding/json writes, so annotations written before keep comparing equal
-// and the mutation stays idempotent.
+// encoding/json writes for the OvercommitRecord, so annotations written
+// before keep comparing equal and the mutation stays idempotent. Repeated
+// container names (the API server rejects them only after admission) keep
+// the last value, as the map does.
 func TestOvercommitRecordEncoding(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	names := []string{"app", "sidecar", "a\"b", "é", "<x>", "migrate"}
 	quantities := []string{"2", "500m", "1Gi", "1.5", "100Mi"}
-	for range 2000 {
-		r := OvercommitRecord{Ratios: RecordedRatios{CPU: 1 + float64(rng.IntN(9900))/100, Memory: 1 + rng.Float64()*99}}
-		for range rng.IntN(4) {
-			if r.Originals == nil {
-				r.Originals = map[string]map[corev1.ResourceName]string{}
-			}
+	for range 3000 {
+		ratios := RecordedRatios{CPU: 1 + float64(rng.IntN(9900))/100, Memory: 1 + rng.Float64()*99}
+		record := OvercommitRecord{Ratios: ratios}
+		var originals []recordedOriginal
+		for range rng.IntN(6) {
 			key := []string{"containers/", "initContainers/"}[rng.IntN(2)] + names[rng.IntN(len(names))]
 			if rng.IntN(5) == 0 {
 				key = "pod"
 			}
-			if r.Originals[key] == nil {
-				r.Originals[key] = map[corev1.ResourceName]string{}
+			res := []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}[rng.IntN(2)]
+			value := quantities[rng.IntN(len(quantities))]
+			originals = append(originals, recordedOriginal{key: key, res: res, value: value})
+			if record.Originals == nil {
+				record.Originals = map[string]map[corev1.ResourceName]string{}
 			}
-			r.Originals[key][[]corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}[rng.IntN(2)]] = quantities[rng.IntN(len(quantities))]
+			if record.Originals[key] == nil {
+				record.Originals[key] = map[corev1.ResourceName]string{}
+			}
+			record.Originals[key][res] = value
 		}
-		want, err := json.Marshal(r)
+		want, err := json.Marshal(record)
 		require.NoError(t, err)
-		got, ok := r.encode()
+		got, ok := encodeRecord(ratios, originals)
 		require.True(t, ok)
 		require.Equal(t, string(want), got)
 	}
-	_, ok := OvercommitRecord{Ratios: RecordedRatios{CPU: math.NaN(), Memory: 1}}.encode()
+	_, ok := encodeRecord(RecordedRatios{CPU: math.NaN(), Memory: 1}, nil)
 	require.False(t, ok, "NaN has no JSON form")
 }
