@@ -61,7 +61,9 @@ type Bundle struct {
 	hasQuery bool
 	// prefetch: the query evaluates lib.prefetch first.
 	prefetch bool
-	tests    int
+	// facts: the policies read input.facts, so the engine derives it.
+	facts bool
+	tests int
 }
 
 // setRef names one deny or warn set of one package and the query variable
@@ -180,6 +182,7 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Bundle, error) {
 
 	if len(sets) > 0 {
 		b.prefetch = hasPrefetch(compiler)
+		b.facts = readsInput(compiler, "facts")
 		b.query, err = rego.New(
 			rego.Compiler(compiler),
 			rego.Query(collectQuery(sets, b.prefetch)),
@@ -272,6 +275,23 @@ func collectQuery(sets []setRef, prefetch bool) string {
 // collection.
 func hasPrefetch(c *ast.Compiler) bool {
 	return len(c.GetRules(ast.MustParseRef("data."+libPackage+"."+prefetchRule))) > 0
+}
+
+// readsInput reports whether a policy refers to input.<field>: the engine
+// derives input.facts only for bundles that read it.
+func readsInput(c *ast.Compiler, field string) bool {
+	prefix := ast.InputRootRef.Append(ast.StringTerm(field))
+	found := false
+	for _, m := range c.Modules {
+		ast.WalkRefs(m, func(r ast.Ref) bool {
+			found = found || r.HasPrefix(prefix)
+			return found
+		})
+		if found {
+			return true
+		}
+	}
+	return false
 }
 
 func runTests(ctx context.Context, modules map[string]*ast.Module, caps *ast.Capabilities, timeout time.Duration) (int, error) {

@@ -251,6 +251,19 @@ func TestPrefetch(t *testing.T) {
 	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).prefetch)
 }
 
+// The engine derives input.facts only for bundles that read it.
+func TestFactsOnlyForBundlesReadingThem(t *testing.T) {
+	require.True(t, loadEmbedded(t, nil).facts)
+	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).facts)
+	b, err := loadMap(t, map[string]string{"a.rego": module("harbormaster.a", okCustom, `deny contains v if {
+	count(input.facts.containers) > 9
+	v := {"id": "HM-X-001", "msg": "m", "field": "f"}
+}
+`)})
+	require.NoError(t, err)
+	require.True(t, b.facts)
+}
+
 // An evaluation of the real policies fits in 256 KiB of goroutine stack
 // (128 KiB at this writing; 512 KiB before lib.prefetch). The child
 // process evaluates under debug.SetMaxStack, which crashes a process whose

@@ -112,7 +112,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 		return d, nil
 	}
 
-	input, err := doc.value(cfg, e.keys)
+	input, err := doc.value(cfg, e.keys, b.facts)
 	if err != nil {
 		return d, err
 	}

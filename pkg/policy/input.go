@@ -38,8 +38,8 @@ type Namespace struct {
 // Document is the policies' input document. Marshalled as JSON it is
 // what `input` holds in Rego, so it can be saved and replayed with
 // `opa eval`, except input.facts: the engine derives those from the
-// reviewed object while converting it (see requestFacts), and the policies
-// compute the same without them.
+// reviewed object while converting it (see requestFacts), for bundles that
+// read them, and the policies compute the same without them.
 type Document struct {
 	Request         *admissionv1.AdmissionRequest `json:"request"`
 	Namespace       Namespace                     `json:"namespace"`
@@ -120,9 +120,9 @@ func tenantOf(cfg *config.Config, nsLabels map[string]string) *Tenant {
 // of the whole: the reviewed objects go from their raw JSON straight to
 // AST (decoded once, never through map[string]any), and cfg holds the
 // configuration and its index as AST, converted once per configuration
-// (see Engine.configTerms) and shared read-only between evaluations. It
-// adds input.facts, derived from the converted object.
-func (d Document) value(cfg configTerms, keys map[string]*ast.Term) (ast.Value, error) {
+// (see Engine.configTerms) and shared read-only between evaluations. With
+// facts, it adds input.facts, derived from the converted object.
+func (d Document) value(cfg configTerms, keys map[string]*ast.Term, facts bool) (ast.Value, error) {
 	req, err := requestValue(d.Request, keys)
 	if err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func (d Document) value(cfg configTerms, keys map[string]*ast.Term) (ast.Value, 
 		labels = append(labels, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
 	}
 	items := make([][2]*ast.Term, 0, 7)
-	if obj := req.Get(ast.InternedTerm("object")); obj != nil {
+	if obj := req.Get(ast.InternedTerm("object")); obj != nil && facts {
 		if facts := requestFacts(d.Request.Kind.Group, d.Request.Kind.Kind, obj.Value, keys); facts != nil {
 			items = append(items, ast.Item(ast.InternedTerm("facts"), facts))
 		}
