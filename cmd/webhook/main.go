@@ -42,7 +42,7 @@ func main() {
 	serviceName := flag.String("service-name", "harbormaster-webhook", "with --cert-rotation: the webhook Service the certificate is issued for")
 	mutatingHooks := flag.String("mutating-webhook-configurations", "harbormaster-mutating", "with --cert-rotation: comma-separated MutatingWebhookConfigurations to inject the CA into")
 	validatingHooks := flag.String("validating-webhook-configurations", "harbormaster-config,harbormaster-policy", "with --cert-rotation: comma-separated ValidatingWebhookConfigurations to inject the CA into")
-	gcPercent := flag.Int("gc-percent", defaultGCPercent, "Go garbage collection target percentage (debug.SetGCPercent; Go's default is 100), unless the GOGC environment variable is set; bound the larger heap with GOMEMLIMIT")
+	gcPercent := flag.Int("gc-percent", defaultGCPercent, "Go garbage collection target percentage (debug.SetGCPercent; Go's default is 100; negative: off, leaving GOMEMLIMIT to trigger collections), unless the GOGC environment variable is set; bound the larger heap with GOMEMLIMIT")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if os.Getenv("GOGC") == "" {

@@ -274,7 +274,9 @@ func collectQuery(sets []setRef, prefetch bool) string {
 // growing a fresh goroutine's stack and of scanning it during garbage
 // collection.
 func hasPrefetch(c *ast.Compiler) bool {
-	return len(c.GetRules(ast.MustParseRef("data."+libPackage+"."+prefetchRule))) > 0
+	rules := c.GetRules(ast.MustParseRef("data." + libPackage + "." + prefetchRule))
+	// A function of that name is not the prefetch set.
+	return len(rules) > 0 && !slices.ContainsFunc(rules, func(r *ast.Rule) bool { return len(r.Head.Args) > 0 })
 }
 
 // readsInput reports whether a policy refers to input.<field>: the engine

@@ -292,3 +292,13 @@ func TestEvaluateStackSize(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "evaluation needs more than %d KiB of stack:\n%.2000s", maxStack>>10, out)
 }
+
+// A lib function named prefetch is not evaluated as the prefetch set.
+func TestPrefetchFunctionIgnored(t *testing.T) {
+	b, err := loadMap(t, map[string]string{
+		"lib.rego": "package harbormaster.lib\n\nprefetch(x) := x\n",
+		"a.rego":   module("harbormaster.a", okCustom, okDeny),
+	})
+	require.NoError(t, err)
+	require.False(t, b.prefetch)
+}
