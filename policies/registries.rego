@@ -34,7 +34,10 @@ deny contains violation if {
 	}
 }
 
-allowed := [p | some p in lib.as_array(object.get(lib.tenant, "allowedRegistries", [])); is_string(p); p != ""]
+allowed := [p | some p in prefixes; is_string(p); p != ""] if {
+	prefixes := lib.tenant.allowedRegistries
+	is_array(prefixes)
+} else := []
 
 allowed_image(image) if {
 	some prefix in allowed

@@ -32,8 +32,7 @@ limited_kinds := {"containers", "initContainers"}
 #   control: Every container declares cpu and memory limits so overcommit applies.
 deny contains violation if {
 	lib.reviewable
-	some resource in ["cpu", "memory"]
-	not resource in limits_set
+	some resource in limits_to_check
 	kinds := limited_kinds
 	some entry in lib.containers
 	entry.kind in kinds
@@ -51,8 +50,10 @@ deny contains violation if {
 # HM-RS-001 reads limits inline, not through a helper function: it runs for
 # every container and resource of every request.
 
-# limits_set: the resources every container and init container sets a
-# limit of, as the engine counted them (input.facts): HM-RS-001 skips them.
+# limits_to_check: cpu and memory, less those every container and init
+# container sets a limit of, as the engine counted them (input.facts).
+limits_to_check := {"cpu", "memory"} - limits_set
+
 limits_set contains resource if {
 	some resource, unset in lib.facts.unset_limits
 	unset == 0
@@ -110,7 +111,10 @@ deny contains violation if {
 	violation := {"id": "HM-RS-003", "msg": finding.msg, "field": finding.field}
 }
 
-allowed_models := {m | some m in lib.as_array(object.get(lib.tenant, "allowedGPUModels", []))}
+allowed_models := {m | some m in models} if {
+	models := lib.tenant.allowedGPUModels
+	is_array(models)
+} else := set()
 
 allowed_models_list := concat(", ", sort(allowed_models))
 
@@ -224,9 +228,8 @@ gpu_model_inputs_changed if lib.spec_changed(lib.required_affinity_path)
 #   control: Container limits are large enough for overcommit to apply.
 warn contains violation if {
 	lib.reviewable
-	some resource, minimum in floors
-
-	not resource in floors_kept
+	some resource in floors_to_check
+	minimum := floors[resource]
 	kinds := limited_kinds
 	some entry in lib.containers
 	entry.kind in kinds
@@ -250,11 +253,13 @@ floors := {
 # Parsed once per request, not once per container.
 floor_quantities[resource] := lib.quantity(minimum) if some resource, minimum in floors
 
-# floors_kept: the resources whose smallest limit, as the engine found it
-# (input.facts), is not below the floor, so no limit is: HM-RS-004 skips
-# them. (A set rather than a negated comparison: OPA evaluates a negated
-# call's references outside the negation, so an undefined fact would fail
-# the rule instead of passing the check.)
+# floors_to_check: the resources with a floor, less those whose smallest
+# limit, as the engine found it (input.facts), is not below the floor, so
+# that no limit is. (Sets rather than a negated comparison in the rule: OPA
+# evaluates a negated call's references outside the negation, so an
+# undefined fact would fail the rule instead of passing the check.)
+floors_to_check := object.keys(floors) - floors_kept
+
 floors_kept contains resource if {
 	some resource, least in lib.facts.least_limits
 	least >= floor_quantities[resource]
