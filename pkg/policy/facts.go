@@ -17,7 +17,9 @@ import (
 // documented in policies/README.md.
 
 // containerKinds are lib.rego's container_kinds, in its order.
-var containerKinds = [...]string{"containers", "initContainers", "ephemeralContainers"}
+func containerKinds() [3]string {
+	return [...]string{"containers", "initContainers", "ephemeralContainers"}
+}
 
 // podTemplatePath is where lib.rego's reviewed_kinds finds the pod template
 // of an object of the given group and kind. ok is false for kinds the
@@ -75,7 +77,7 @@ func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) 
 	var entries []*ast.Term
 	images := ast.NewObject()
 	var limits limitFacts
-	for _, kind := range containerKinds {
+	for _, kind := range containerKinds() {
 		list, ok := valueAt(spec, kind).(*ast.Array)
 		if !ok {
 			continue
@@ -118,16 +120,18 @@ func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) 
 }
 
 // limitResources are the limits HM-RS-001 and HM-RS-004 look at.
-var limitResources = [...]string{"cpu", "memory"}
+func limitResources() [numLimits]string { return [numLimits]string{"cpu", "memory"} }
+
+const numLimits = 2
 
 // limitFacts accumulates unset_limits and least_limits over the containers
 // and init containers (lib.rego's limited_kinds).
 type limitFacts struct {
-	unset [len(limitResources)]int
-	least [len(limitResources)]ast.Value
+	unset [numLimits]int
+	least [numLimits]ast.Value
 	// unparsed: a string limit units.parse rejects; no least for that
 	// resource, so the policies parse it (and report the error) themselves.
-	unparsed [len(limitResources)]bool
+	unparsed [numLimits]bool
 	// parsed remembers the request's few distinct limit strings: its
 	// containers usually repeat them.
 	parsed []parsedQuantity
@@ -157,7 +161,7 @@ func (l *limitFacts) add(container ast.Object, key func(string) *ast.Term) {
 	if res != nil {
 		lim, _ = get(res, key("limits")).(ast.Object)
 	}
-	for i, r := range limitResources {
+	for i, r := range limitResources() {
 		var raw ast.Value
 		if lim != nil {
 			raw = get(lim, key(r))
@@ -186,16 +190,16 @@ func (l *limitFacts) add(container ast.Object, key func(string) *ast.Term) {
 }
 
 func (l *limitFacts) unsetTerm() *ast.Term {
-	items := make([][2]*ast.Term, len(limitResources))
-	for i, r := range limitResources {
+	items := make([][2]*ast.Term, numLimits)
+	for i, r := range limitResources() {
 		items[i] = ast.Item(ast.StringTerm(r), ast.InternedTerm(l.unset[i]))
 	}
 	return ast.ObjectTerm(items...)
 }
 
 func (l *limitFacts) leastTerm() *ast.Term {
-	items := make([][2]*ast.Term, 0, len(limitResources))
-	for i, r := range limitResources {
+	items := make([][2]*ast.Term, 0, numLimits)
+	for i, r := range limitResources() {
 		if l.least[i] != nil && !l.unparsed[i] {
 			items = append(items, ast.Item(ast.StringTerm(r), ast.NewTerm(l.least[i])))
 		}
