@@ -265,9 +265,10 @@ container_entries contains entry if {
 	}
 }
 
-# facts: what the engine derives from the reviewed object for these helpers
-# (see policies/README.md): containers, and each of their images
-# normalized. Taken only when derived from this very object (a rule may
+# facts: what the engine derives from the reviewed object (see
+# policies/README.md): the containers, their images normalized, and their
+# cpu and memory limits counted and the smallest parsed. Taken only when
+# derived from this very object (a rule may
 # evaluate with another, as old_gpus_used does) along the pod template path
 # these helpers use; inputs without it (tests, hand-written inputs) get the
 # same answers computed here.
@@ -584,11 +585,10 @@ new_pod_template if {
 # evaluate before the deny and warn sets. OPA evaluates in
 # continuation-passing style: a helper first computed inside a rule stays on
 # the Go stack, under everything evaluated after it. Computed here, a few per
-# body and dependencies first, they return before any rule runs, and
-# an evaluation needs a quarter of the stack (a new goroutine per request
-# grows its stack from a few kilobytes). Each body is guarded like
-# the rules that read the helper, so that a request no rule reviews computes
-# nothing more.
+# body and dependencies first, they return before any rule runs, and an
+# evaluation needs a quarter of the stack (a new goroutine per request grows
+# its stack from a few kilobytes). Each body is guarded like the rules that
+# read its helpers, so that a request computes nothing its rules would not.
 prefetch contains "kind" if kind_info
 
 prefetch contains "scope" if tenant_review
