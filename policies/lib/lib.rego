@@ -268,10 +268,10 @@ container_entries contains entry if {
 # facts: what the engine derives from the reviewed object (see
 # policies/README.md): the containers, their images normalized, and their
 # cpu and memory limits counted and the smallest parsed. Taken only when
-# derived from this very object (a rule may
-# evaluate with another, as old_gpus_used does) along the pod template path
-# these helpers use; inputs without it (tests, hand-written inputs) get the
-# same answers computed here.
+# derived from this very object (a rule may evaluate with another, as
+# old_gpus_used does) along the pod template path these helpers use; inputs
+# without it (tests, hand-written inputs) get the same answers computed
+# here.
 facts := f if {
 	f := input.facts
 
