@@ -126,7 +126,7 @@ func (s *PrometheusSource) Fetch(ctx context.Context) (Batch, error) {
 		}
 		seen := make(map[string]bool, len(vector))
 		for _, series := range vector {
-			node := s.nodeOf(series.Metric)
+			node := NodeOf(series.Metric, s.nodeLabels)
 			if node == "" {
 				batch.Drop(DropNoNode)
 				continue
@@ -145,9 +145,11 @@ func (s *PrometheusSource) Fetch(ctx context.Context) (Batch, error) {
 	return batch, errors.Join(errs...)
 }
 
-// nodeOf returns the first configured node label present, without a port.
-func (s *PrometheusSource) nodeOf(m model.Metric) string {
-	for _, l := range s.nodeLabels {
+// NodeOf returns the value of the first of labels present on m, without a
+// port: the node a series describes. Exporters scraped by instance carry
+// "host:port"; the DCGM source reads nodes the same way.
+func NodeOf(m model.Metric, labels []model.LabelName) string {
+	for _, l := range labels {
 		v := string(m[l])
 		if v == "" {
 			continue

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -99,7 +98,7 @@ func (s *DCGMSource) Fetch(ctx context.Context) (utilization.Batch, error) {
 		}
 		out := make(map[cardKey]*model.Sample, len(vector))
 		for _, series := range vector {
-			node := s.nodeOf(series.Metric)
+			node := utilization.NodeOf(series.Metric, s.nodeLabel)
 			card, err := strconv.Atoi(string(series.Metric[model.LabelName(s.cfg.CardLabel)]))
 			if node == "" || err != nil || card < 0 {
 				batch.Drop(utilization.DropNoNode)
@@ -134,20 +133,6 @@ func (s *DCGMSource) Fetch(ctx context.Context) (utilization.Batch, error) {
 		})
 	}
 	return batch, errors.Join(errs...)
-}
-
-func (s *DCGMSource) nodeOf(m model.Metric) string {
-	for _, l := range s.nodeLabel {
-		v := string(m[l])
-		if v == "" {
-			continue
-		}
-		if host, _, err := net.SplitHostPort(v); err == nil {
-			return host
-		}
-		return v
-	}
-	return ""
 }
 
 // cardLoad is what the plugin knows of one card's measured load.
