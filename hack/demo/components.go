@@ -143,7 +143,7 @@ func startScheduler(ctx context.Context, cp *framework.ControlPlane, binary, sta
 	client := localHTTPClient()
 	defer client.CloseIdleConnections()
 	err = c.waitFor(ctx, readyTimeout, func(ctx context.Context) bool {
-		without, ok := metricValue(ctx, client, s.url+"/metrics", "harbormaster_utilization_nodes_without_data", `resource="cpu"`)
+		without, ok := metricValue(ctx, client, s.url+"/metrics", "harbormaster_utilization_nodes_without_data", `plugin="`+loadaware.Name+`"`, `resource="cpu"`)
 		return ok && without == 0
 	})
 	if err != nil {

@@ -182,11 +182,13 @@ func (pl *Plugin) buildPipeline(logger klog.Logger, args *config.GPUArgs, opts O
 		Clock:   clk,
 	}
 	if opts.MetricsRegisterer != nil {
-		po.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile}, opts.MetricsRegisterer)
+		// The plugin label keeps this pipeline's series apart from
+		// HarbormasterLoadAware's in the same profile.
+		po.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile, "plugin": Name}, opts.MetricsRegisterer)
 	}
 	pl.pipeline, err = utilization.NewPipeline(po)
 	if err != nil && po.Registerer != nil {
-		// HarbormasterLoadAware in the same profile owns the series;
+		// Another scheduler in this process (tests) owns the series;
 		// scheduling must not depend on metrics.
 		logger.Info("Utilisation metrics already registered; not exporting the DCGM pipeline's", "err", err)
 		po.Registerer = nil

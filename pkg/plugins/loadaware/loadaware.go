@@ -125,7 +125,9 @@ func newPlugin(ctx context.Context, obj runtime.Object, h framework.Handle, opts
 		if p, ok := h.(interface{ ProfileName() string }); ok {
 			profile = p.ProfileName()
 		}
-		pipelineOpts.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile}, opts.MetricsRegisterer)
+		// The plugin label keeps this pipeline's series apart from the GPU
+		// plugin's in the same profile.
+		pipelineOpts.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile, "plugin": Name}, opts.MetricsRegisterer)
 	}
 	pipeline, err := utilization.NewPipeline(pipelineOpts)
 	var already prometheus.AlreadyRegisteredError
