@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -361,7 +362,27 @@ func mutatedPod(tb testing.TB, cfg *config.Config, pod *corev1.Pod) *corev1.Pod 
 	if res.Skipped != "" || res.Pod.Spec.Affinity == nil || res.Pod.Spec.Affinity.NodeAffinity == nil {
 		tb.Fatalf("pod was not confined: skipped %q, applied %v", res.Skipped, res.Applied)
 	}
+	res.Pod.ManagedFields = managedFields(tb)
 	return res.Pod
+}
+
+// managedFields are what the API server records for benchPod created by
+// the ReplicaSet controller, before admission: testdata/managed-fields.json
+// is the record kube-apiserver v1.34 wrote for a dry-run create of
+// benchPod (namespace and images as in the demo) with field manager
+// kube-controller-manager, against `make demo`'s control plane. Every
+// object admission reviews carries them; they are half of the pod's JSON.
+func managedFields(tb testing.TB) []metav1.ManagedFieldsEntry {
+	tb.Helper()
+	raw, err := os.ReadFile("testdata/managed-fields.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var entries []metav1.ManagedFieldsEntry
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		tb.Fatal(err)
+	}
+	return entries
 }
 
 // deploymentInput is a tenant developer creating a Deployment whose

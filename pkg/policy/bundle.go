@@ -61,9 +61,10 @@ type Bundle struct {
 	hasQuery bool
 	// prefetch: the query evaluates lib.prefetch first.
 	prefetch bool
-	// facts: the policies read input.facts, so the engine derives it.
-	facts bool
-	tests int
+	// inputOptions: the policies read input.facts, so the engine derives
+	// it; they name managedFields, so the engine keeps them.
+	inputOptions inputOptions
+	tests        int
 }
 
 // setRef names one deny or warn set of one package and the query variable
@@ -182,7 +183,7 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Bundle, error) {
 
 	if len(sets) > 0 {
 		b.prefetch = hasPrefetch(compiler)
-		b.facts = readsInput(compiler, "facts")
+		b.inputOptions = inputOptions{facts: readsInput(compiler, "facts"), managedFields: mentions(compiler, managedFieldsKey)}
 		b.query, err = rego.New(
 			rego.Compiler(compiler),
 			rego.Query(collectQuery(sets, b.prefetch)),
@@ -277,6 +278,31 @@ func hasPrefetch(c *ast.Compiler) bool {
 	rules := c.GetRules(ast.MustParseRef("data." + libPackage + "." + prefetchRule))
 	// A function of that name is not the prefetch set.
 	return len(rules) > 0 && !slices.ContainsFunc(rules, func(r *ast.Rule) bool { return len(r.Head.Args) > 0 })
+}
+
+// managedFieldsKey is the metadata member the engine leaves out of the
+// input unless a policy names it.
+const managedFieldsKey = "managedFields"
+
+// mentions reports whether a policy contains the string s anywhere: as a
+// reference's element (x.managedFields, x["managedFields"]) or as a value.
+// The API server's field-ownership records are about half of a pod as
+// admission receives it and no policy of ours reads them; converting them
+// for every evaluation was a third of the input's cost.
+func mentions(c *ast.Compiler, s string) bool {
+	found := false
+	for _, m := range c.Modules {
+		ast.WalkTerms(m, func(t *ast.Term) bool {
+			if v, ok := t.Value.(ast.String); ok && string(v) == s {
+				found = true
+			}
+			return found
+		})
+		if found {
+			return true
+		}
+	}
+	return false
 }
 
 // readsInput reports whether a policy refers to input.<field>: the engine

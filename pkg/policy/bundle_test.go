@@ -253,15 +253,53 @@ func TestPrefetch(t *testing.T) {
 
 // The engine derives input.facts only for bundles that read it.
 func TestFactsOnlyForBundlesReadingThem(t *testing.T) {
-	require.True(t, loadEmbedded(t, nil).facts)
-	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).facts)
+	require.True(t, loadEmbedded(t, nil).inputOptions.facts)
+	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).inputOptions.facts)
 	b, err := loadMap(t, map[string]string{"a.rego": module("harbormaster.a", okCustom, `deny contains v if {
 	count(input.facts.containers) > 9
 	v := {"id": "HM-X-001", "msg": "m", "field": "f"}
 }
 `)})
 	require.NoError(t, err)
-	require.True(t, b.facts)
+	require.True(t, b.inputOptions.facts)
+}
+
+// The engine leaves metadata.managedFields out of the input unless a
+// policy names them; a policy that does sees them, however it spells the
+// reference.
+func TestManagedFieldsOnlyForBundlesNamingThem(t *testing.T) {
+	require.False(t, loadEmbedded(t, nil).inputOptions.managedFields)
+	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).inputOptions.managedFields)
+
+	cfg := scaledConfig(10)
+	in := tenantInput(t, mutatedPod(t, cfg, benchPod()), cfg)
+	count := func(ref string) string {
+		return `deny contains v if {
+	n := count(object.get(` + ref + `, []))
+	v := {"id": "HM-X-001", "msg": sprintf("%d entries", [n]), "field": "metadata"}
+}
+`
+	}
+	for _, ref := range []string{`input.request.object.metadata, "managedFields"`, `input.request.object, ["metadata", "managedFields"]`} {
+		b, err := loadMap(t, map[string]string{"a.rego": module("harbormaster.a", okCustom, count(ref))})
+		require.NoError(t, err)
+		require.True(t, b.inputOptions.managedFields, ref)
+		d, err := NewEngine(b, EngineOptions{}).Evaluate(context.Background(), in)
+		require.NoError(t, err)
+		require.Equal(t, []string{"[HM-X-001] 1 entries"}, d.Messages(), ref)
+	}
+	// Without the name, the member is absent.
+	b, err := loadMap(t, map[string]string{"a.rego": module("harbormaster.a", okCustom, `deny contains v if {
+	some k, _ in input.request.object.metadata
+	startswith(k, "managed")
+	v := {"id": "HM-X-001", "msg": k, "field": "metadata"}
+}
+`)})
+	require.NoError(t, err)
+	require.False(t, b.inputOptions.managedFields)
+	d, err := NewEngine(b, EngineOptions{}).Evaluate(context.Background(), in)
+	require.NoError(t, err)
+	require.Empty(t, d.Messages())
 }
 
 // An evaluation of the real policies fits in 256 KiB of goroutine stack

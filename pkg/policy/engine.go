@@ -112,7 +112,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 		return d, nil
 	}
 
-	input, err := doc.value(cfg, e.keys, b.facts)
+	input, err := doc.value(cfg, e.keys, b.inputOptions)
 	if err != nil {
 		return d, err
 	}

@@ -122,8 +122,8 @@ func tenantOf(cfg *config.Config, nsLabels map[string]string) *Tenant {
 // configuration and its index as AST, converted once per configuration
 // (see Engine.configTerms) and shared read-only between evaluations. With
 // facts, it adds input.facts, derived from the converted object.
-func (d Document) value(cfg configTerms, keys map[string]*ast.Term, facts bool) (ast.Value, error) {
-	req, err := requestValue(d.Request, keys)
+func (d Document) value(cfg configTerms, keys map[string]*ast.Term, opts inputOptions) (ast.Value, error) {
+	req, err := requestValue(d.Request, keys, opts.managedFields)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (d Document) value(cfg configTerms, keys map[string]*ast.Term, facts bool) 
 		labels = append(labels, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
 	}
 	items := make([][2]*ast.Term, 0, 7)
-	if obj := req.Get(ast.InternedTerm("object")); obj != nil && facts {
+	if obj := req.Get(ast.InternedTerm("object")); obj != nil && opts.facts {
 		if facts := requestFacts(d.Request.Kind.Group, d.Request.Kind.Kind, obj.Value, keys); facts != nil {
 			items = append(items, ast.Item(ast.InternedTerm("facts"), facts))
 		}
@@ -177,7 +177,7 @@ func stringsTerm(ss []string) *ast.Term {
 
 // requestValue converts the request with its objects' raw JSON as is,
 // rather than re-encoding them inside the whole request.
-func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term) (ast.Object, error) {
+func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, managedFields bool) (ast.Object, error) {
 	shallow := *req
 	shallow.Object, shallow.OldObject = runtime.RawExtension{}, runtime.RawExtension{}
 	raw, err := json.Marshal(&shallow)
@@ -192,11 +192,11 @@ func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term) 
 	if !ok {
 		return nil, fmt.Errorf("policy input: request encodes as %v, not an object", ast.TypeName(v))
 	}
-	object, err := rawExtensionValue(req.Object, keys)
+	object, err := rawExtensionValue(req.Object, keys, managedFields)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: request.object: %w", err)
 	}
-	oldObject, err := rawExtensionValue(req.OldObject, keys)
+	oldObject, err := rawExtensionValue(req.OldObject, keys, managedFields)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: request.oldObject: %w", err)
 	}
@@ -205,7 +205,7 @@ func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term) 
 	return obj, nil
 }
 
-func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term) (ast.Value, error) {
+func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term, managedFields bool) (ast.Value, error) {
 	raw := ext.Raw
 	if len(raw) == 0 {
 		if ext.Object == nil {
@@ -216,7 +216,15 @@ func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term) (ast
 			return nil, err
 		}
 	}
-	return jsonValueKeys(raw, keys)
+	return objectValue(raw, keys, managedFields)
+}
+
+// inputOptions are what a bundle needs in its input beyond the document.
+type inputOptions struct {
+	// facts derives input.facts.
+	facts bool
+	// managedFields keeps the objects' metadata.managedFields.
+	managedFields bool
 }
 
 // configTerms are the AST forms of one configuration, input.config and

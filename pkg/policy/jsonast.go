@@ -25,8 +25,16 @@ func jsonValue(data []byte) (ast.Value, error) { return jsonValueKeys(data, nil)
 // which the caller never modifies: a pod repeats "name", "image",
 // "resources"... dozens of times, as keys and as values.
 func jsonValueKeys(data []byte, keys map[string]*ast.Term) (ast.Value, error) {
+	return objectValue(data, keys, true)
+}
+
+// objectValue is jsonValueKeys for a Kubernetes object; without
+// managedFields, it leaves metadata.managedFields out, skipped unconverted
+// (see Bundle.managedFields).
+func objectValue(data []byte, keys map[string]*ast.Term, managedFields bool) (ast.Value, error) {
 	// One copy of the document; unescaped strings are slices of it.
-	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
+	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32),
+		dropManagedFields: !managedFields}
 	v, err := p.value(0)
 	if err != nil {
 		return nil, err
@@ -50,6 +58,9 @@ type jsonParser struct {
 	// ast.NewObject copies its pairs, and arrays get an exact-size copy.
 	pairs [][2]*ast.Term
 	elems []*ast.Term
+	// dropManagedFields skips the top-level object's metadata.managedFields;
+	// inMetadata is set while its metadata is parsed.
+	dropManagedFields, inMetadata bool
 }
 
 const termBlock = 64
@@ -150,11 +161,23 @@ func (p *jsonParser) object(depth int) (ast.Value, error) {
 			return nil, p.errorf("expected ':' after object key")
 		}
 		p.pos++
-		v, err := p.value(depth + 1)
-		if err != nil {
-			return nil, err
+		if p.dropManagedFields && depth == 1 && p.inMetadata && k == "managedFields" {
+			if err := p.skipValue(); err != nil {
+				return nil, err
+			}
+		} else {
+			if depth == 0 {
+				p.inMetadata = p.dropManagedFields && k == "metadata"
+			}
+			v, err := p.value(depth + 1)
+			if depth == 0 {
+				p.inMetadata = false
+			}
+			if err != nil {
+				return nil, err
+			}
+			p.pairs = append(p.pairs, [2]*ast.Term{key, p.term(v)})
 		}
-		p.pairs = append(p.pairs, [2]*ast.Term{key, p.term(v)})
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return nil, p.errorf("unterminated object")
@@ -243,6 +266,63 @@ func (p *jsonParser) array(depth int) (ast.Value, error) {
 			return nil, p.errorf("expected ',' or ']' in array")
 		}
 	}
+}
+
+// skipValue moves past one value without converting it. It checks only
+// that strings and brackets are closed: the objects it skips in were
+// decoded from JSON already (the admission request) or encoded by Go.
+func (p *jsonParser) skipValue() error {
+	p.skipSpace()
+	depth := 0
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case '"':
+			if err := p.skipString(); err != nil {
+				return err
+			}
+			if depth == 0 {
+				return nil
+			}
+			continue
+		case '{', '[':
+			if depth++; depth > maxJSONDepth {
+				return p.errorf("exceeded max depth")
+			}
+		case '}', ']':
+			if depth == 0 {
+				return nil // a scalar ended with its enclosing object
+			}
+			if depth--; depth == 0 {
+				p.pos++
+				return nil
+			}
+		case ',':
+			if depth == 0 {
+				return nil
+			}
+		}
+		p.pos++
+	}
+	if depth > 0 {
+		return p.errorf("unterminated value")
+	}
+	return nil
+}
+
+func (p *jsonParser) skipString() error {
+	p.pos++ // "
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case '\\':
+			p.pos += 2
+			continue
+		case '"':
+			p.pos++
+			return nil
+		}
+		p.pos++
+	}
+	return p.errorf("unterminated string")
 }
 
 // str reads a string. Kubernetes JSON is almost never escaped, so plain

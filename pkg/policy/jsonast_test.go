@@ -95,3 +95,86 @@ func FuzzJSONValue(f *testing.F) {
 		}
 	})
 }
+
+// withoutManagedFields is what objectValue without managed fields must
+// produce: the document decoded, metadata.managedFields of the top-level
+// object deleted, converted.
+func withoutManagedFields(tb testing.TB, data []byte) ast.Value {
+	tb.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	require.NoError(tb, dec.Decode(&v))
+	if obj, ok := v.(map[string]any); ok {
+		if meta, ok := obj["metadata"].(map[string]any); ok {
+			delete(meta, managedFieldsKey)
+		}
+	}
+	val, err := ast.InterfaceToValue(v)
+	require.NoError(tb, err)
+	return val
+}
+
+var managedFieldsSamples = []string{
+	`{"metadata":{"name":"p","managedFields":[{"manager":"kubectl","fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{}}}}}}]},"spec":{}}`,
+	`{"metadata":{"managedFields":null}}`,
+	`{"metadata":{"managedFields":"a string with } ] , and \" \\ inside"}}`,
+	`{"metadata":{"managedFields":12.5e3,"name":"after"}}`,
+	`{"metadata":{"managedFields":[],"managedFields":[1]}}`,
+	`{"metadata":{"name":"x","managedFields":{"a":[{},[]]}}}`,
+	`{"metadata":{"managedFields":[{"k\"}":"]["}] , "labels":{"managedFields":"kept: not metadata's own"}}}`,
+	`{"spec":{"template":{"metadata":{"managedFields":["kept: not the top-level object's"]}}},"metadata":{}}`,
+	`{"managedFields":["kept: top level"],"metadata":"not an object"}`,
+	`[{"metadata":{"managedFields":["kept: not an object at the top"]}}]`,
+}
+
+func TestObjectValueLeavesOutManagedFields(t *testing.T) {
+	pod, err := json.Marshal(mutatedPod(t, scaledConfig(10), benchPod()))
+	require.NoError(t, err)
+	for _, doc := range append(append(managedFieldsSamples, jsonSamples...), string(pod)) {
+		want := withoutManagedFields(t, []byte(doc))
+		got, err := objectValue([]byte(doc), newSharedKeys(), false)
+		require.NoError(t, err, doc)
+		require.Zero(t, want.Compare(got), "%s\ngot  %v\nwant %v", doc, got, want)
+		kept, err := objectValue([]byte(doc), newSharedKeys(), true)
+		require.NoError(t, err, doc)
+		require.Zero(t, jsonViaEncodingJSON(t, []byte(doc)).Compare(kept), doc)
+	}
+	for _, doc := range []string{`{"metadata":{"managedFields":[{"a":1}`, `{"metadata":{"managedFields":"abc`, `{"metadata":{"managedFields":[[]}`} {
+		_, err := objectValue([]byte(doc), nil, false)
+		require.Error(t, err, doc)
+	}
+}
+
+// FuzzObjectValue: on valid JSON, leaving managed fields out is deleting
+// them from the decoded document.
+func FuzzObjectValue(f *testing.F) {
+	for _, s := range append(managedFieldsSamples, jsonSamples...) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		got, err := objectValue(data, nil, false)
+		if err != nil {
+			t.Fatalf("rejected valid JSON %q: %v", data, err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var v any
+		require.NoError(t, dec.Decode(&v))
+		if obj, ok := v.(map[string]any); ok {
+			if meta, ok := obj["metadata"].(map[string]any); ok {
+				delete(meta, managedFieldsKey)
+			}
+		}
+		want, err := ast.InterfaceToValue(v)
+		if err != nil {
+			return // see FuzzJSONValue
+		}
+		if want.Compare(got) != 0 {
+			t.Fatalf("%q: got %v, want %v", data, got, want)
+		}
+	})
+}
