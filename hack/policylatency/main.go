@@ -172,9 +172,9 @@ func probePod(name string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 			"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web-1", "pod-template-hash": "7d9f8c6b5"}},
 		Spec: corev1.PodSpec{
-			InitContainers: []corev1.Container{init},
-			Containers:     []corev1.Container{container("app", "2", "2Gi", 8080), container("sidecar", "500m", "256Mi", 8081)},
-			Volumes:        []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			InitContainers:                []corev1.Container{init},
+			Containers:                    []corev1.Container{container("app", "2", "2Gi", 8080), container("sidecar", "500m", "256Mi", 8081)},
+			Volumes:                       []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 			TerminationGracePeriodSeconds: ptr.To[int64](30),
 		},
 	}
