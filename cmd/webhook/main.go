@@ -29,6 +29,7 @@ func main() {
 	flag.IntVar(&opts.Port, "port", 9443, "port the webhook listens on")
 	flag.StringVar(&opts.CertDir, "cert-dir", "/etc/harbormaster/certs", "directory with tls.crt and tls.key; reloaded when they change")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "", "address serving Go's /debug/pprof profiles (empty or 0: off); bind it to localhost, profiles reveal memory contents")
 	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz address (0 disables)")
 	flag.StringVar(&opts.PolicyConfigMapName, "policy-config-map", "harbormaster-policies", "name of the ConfigMap whose .rego keys replace the embedded policies while it exists")
 	decisionStdout := flag.Bool("decision-log-stdout", true, "write the policy decision log (one JSON line per decision) to stdout")

@@ -37,6 +37,7 @@ type webhookProcess struct {
 	*child
 	url         string // what the webhook configurations call
 	metricsURL  string
+	pprofURL    string
 	decisionLog string
 }
 
@@ -58,11 +59,11 @@ func startWebhook(ctx context.Context, cp *framework.ControlPlane, binary, state
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
-	port, metricsPort, healthPort := ports[0], ports[1], ports[2]
+	port, metricsPort, healthPort, pprofPort := ports[0], ports[1], ports[2], ports[3]
 	decisionLog := filepath.Join(logDir, "decisions.log")
 	c, err := startChild("harbormaster-webhook", filepath.Join(logDir, "webhook.log"), binary,
 		"--kubeconfig="+cp.KubeconfigPath,
@@ -71,6 +72,8 @@ func startWebhook(ctx context.Context, cp *framework.ControlPlane, binary, state
 		"--port="+strconv.Itoa(port),
 		"--metrics-bind-address="+hostPort(metricsPort),
 		"--health-probe-bind-address="+hostPort(healthPort),
+		// Profiles of admission where it runs (hack/policylatency).
+		"--pprof-bind-address="+hostPort(pprofPort),
 		"--cert-dir="+certDir,
 		// The decision log goes to its own file; the process log keeps
 		// the webhook's own messages.
@@ -80,7 +83,8 @@ func startWebhook(ctx context.Context, cp *framework.ControlPlane, binary, state
 	if err != nil {
 		return nil, err
 	}
-	w := &webhookProcess{child: c, url: "https://" + hostPort(port), metricsURL: "http://" + hostPort(metricsPort) + "/metrics", decisionLog: decisionLog}
+	w := &webhookProcess{child: c, url: "https://" + hostPort(port), metricsURL: "http://" + hostPort(metricsPort) + "/metrics",
+		pprofURL: "http://" + hostPort(pprofPort) + "/debug/pprof/", decisionLog: decisionLog}
 	// Ready once it has loaded the ConfigMap and its certificate.
 	if err := c.waitHealthy(ctx, "http://"+hostPort(healthPort)+"/readyz", readyTimeout); err != nil {
 		c.stop(10 * time.Second)

@@ -219,14 +219,14 @@ The cluster keeps running: %d nodes kept Ready by kwok, the demo's pods Running.
   tail -f %s   # one line per policy decision
 
   API server   %s
-  Webhook      %s   metrics %s
+  Webhook      %s   metrics %s   profiles %s
   Scheduler    %s   metrics %s/metrics   config %s
   Prometheus   %s   scrapes node load (%s) and, per GPU card,
                DCGM's %s, %s and %s
   Logs         %s
 
 Press Ctrl-C to stop every process.
-`, len(nodes), kubeconfig, webhook.decisionLog, strings.TrimSuffix(cp.Config.Host, "/"), webhook.url, webhook.metricsURL,
+`, len(nodes), kubeconfig, webhook.decisionLog, strings.TrimSuffix(cp.Config.Host, "/"), webhook.url, webhook.metricsURL, webhook.pprofURL,
 		scheduler.url, scheduler.url, scheduler.configPath, prom.URL, demoCPUMetric, dcgmUtilMetric, dcgmFBUsedMetric, dcgmFBFreeMetric, logDir)
 
 	if exitAfter > 0 {

@@ -117,6 +117,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 		return d, err
 	}
 
+	growStack(evalStackFrames)
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(newVirtualCache())}

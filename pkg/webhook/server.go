@@ -68,6 +68,9 @@ type Options struct {
 	// HealthAddr serves /healthz and /readyz ("0" disables).
 	MetricsAddr string
 	HealthAddr  string
+	// PprofAddr serves Go's /debug/pprof profiles ("" or "0" disables, the
+	// default): for profiling admission where it runs.
+	PprofAddr string
 	// Registerer receives Harbormaster's metrics; nil means
 	// controller-runtime's registry, which MetricsAddr serves.
 	Registerer prometheus.Registerer
@@ -217,6 +220,7 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 		LeaderElectionReleaseOnCancel: true,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.HealthAddr,
+		PprofBindAddress:              opts.PprofAddr,
 		Controller:                    crconfig.Controller{SkipNameValidation: ptr.To(true)},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only our own ConfigMaps are cached, not every ConfigMap of
