@@ -14,6 +14,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 
+	"github.com/harbormaster-dev/harbormaster/internal/stack"
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
 )
 
@@ -56,6 +57,10 @@ type cachedConfig struct {
 	cfg   *config.Config
 	terms configTerms
 }
+
+// EvalStackBytes is the goroutine stack an evaluation is given before it
+// starts.
+const EvalStackBytes = 128 << 10
 
 // NewEngine returns an engine serving b, which may be nil until Swap.
 func NewEngine(b *Bundle, opts EngineOptions) *Engine {
@@ -117,7 +122,9 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 		return d, err
 	}
 
-	growStack(evalStackFrames)
+	// OPA evaluates recursively; the real policies reach about 128 KiB of
+	// stack (TestEvaluateStackSize). See package stack.
+	stack.Grow(EvalStackBytes)
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(newVirtualCache())}
