@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime/metrics"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -411,4 +412,40 @@ func deploymentInput(tb testing.TB, pod *corev1.Pod, cfg *config.Config) Input {
 	in.Request.UserInfo = authenticationv1.UserInfo{Username: "dev@example.com", Groups: []string{"team-a-devs", "system:authenticated"}}
 	in.Request.Object.Raw = raw
 	return in
+}
+
+// BenchmarkEvaluateDuringCollection splits the 10-tenant pod's evaluations
+// by whether a garbage collection cycle ended during them (runtime/metrics
+// counts cycles cheaply), and reports the median of each group: how much
+// the collector's marking slows an evaluation it overlaps, which is what
+// sets p99.
+func BenchmarkEvaluateDuringCollection(b *testing.B) {
+	cfg := scaledConfig(10)
+	in := tenantInput(b, mutatedPod(b, cfg, benchPod()), cfg)
+	engine := NewEngine(loadEmbedded(b, nil), EngineOptions{})
+	ctx := context.Background()
+	if _, err := engine.Evaluate(ctx, in); err != nil {
+		b.Fatal(err)
+	}
+	cycles := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	var during, clear []time.Duration
+	for b.Loop() {
+		metrics.Read(cycles)
+		before := cycles[0].Value.Uint64()
+		start := time.Now()
+		if _, err := engine.Evaluate(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		if metrics.Read(cycles); cycles[0].Value.Uint64() != before {
+			during = append(during, took)
+		} else {
+			clear = append(clear, took)
+		}
+	}
+	slices.Sort(during)
+	slices.Sort(clear)
+	b.ReportMetric(float64(len(during))/float64(len(during)+len(clear))*100, "%-with-cycle-end")
+	b.ReportMetric(float64(percentile(during, 50)), "p50-with-cycle-end-ns")
+	b.ReportMetric(float64(percentile(clear, 50)), "p50-without-ns")
 }
