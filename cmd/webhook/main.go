@@ -7,6 +7,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -46,7 +47,10 @@ func main() {
 	gcPercent := flag.Int("gc-percent", defaultGCPercent, "Go garbage collection target percentage (debug.SetGCPercent; Go's default is 100; negative: off, leaving GOMEMLIMIT to trigger collections), unless the GOGC environment variable is set; bound the larger heap with GOMEMLIMIT")
 	klog.InitFlags(nil)
 	flag.Parse()
-	if os.Getenv("GOGC") == "" {
+	if set, err := collectorSetting(*gcPercent, os.Getenv("GOGC"), debug.SetMemoryLimit(-1)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	} else if set {
 		debug.SetGCPercent(*gcPercent)
 	}
 	if *certRotation {
@@ -98,6 +102,20 @@ func main() {
 // evaluation latency's tail short (docs/benchmarks.md, "Policy
 // evaluation"), for a heap up to 5x the live data instead of 2x.
 const defaultGCPercent = 400
+
+// collectorSetting reports whether --gc-percent applies: not when the
+// GOGC environment variable is set (it wins, as documented), and an error
+// when the flag turns collection off with no memory limit (GOMEMLIMIT)
+// to trigger one: the heap would grow without bound.
+func collectorSetting(gcPercent int, gogcEnv string, memoryLimit int64) (bool, error) {
+	if gogcEnv != "" {
+		return false, nil
+	}
+	if gcPercent < 0 && memoryLimit == math.MaxInt64 {
+		return false, fmt.Errorf("--gc-percent=%d turns garbage collection off until the heap reaches GOMEMLIMIT, which is not set", gcPercent)
+	}
+	return true, nil
+}
 
 func splitList(s string) []string {
 	var out []string
