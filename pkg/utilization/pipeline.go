@@ -92,6 +92,26 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	return p, nil
 }
 
+// NewPluginPipeline is NewPipeline for a scheduler plugin. The metrics go
+// to reg (nil: not exported) labelled with the plugin's profile and name,
+// so each plugin's pipeline in a profile exports its own series. When the
+// series are registered already (another scheduler in this process, as in
+// tests), the pipeline runs without exporting: scheduling never depends on
+// metrics.
+func NewPluginPipeline(logger klog.Logger, opts PipelineOptions, reg prometheus.Registerer, profile, plugin string) (*Pipeline, error) {
+	if reg != nil {
+		opts.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile, "plugin": plugin}, reg)
+	}
+	p, err := NewPipeline(opts)
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		logger.Info("Utilisation metrics already registered by another instance; not exporting this instance's", "plugin", plugin, "profile", profile)
+		opts.Registerer = nil
+		return NewPipeline(opts)
+	}
+	return p, err
+}
+
 // Snapshot returns the current view of every source's samples.
 func (p *Pipeline) Snapshot() Snapshot { return p.store.Snapshot() }
 

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	testingclock "k8s.io/utils/clock/testing"
 )
 
@@ -191,6 +192,44 @@ func TestPipelineDuplicateRegistrationFails(t *testing.T) {
 	p2, err := NewPipeline(opts)
 	require.NoError(t, err, "after Stop the series can be registered again")
 	p2.Stop()
+}
+
+// Each plugin's pipeline in a profile exports its own series; a second
+// instance of the same plugin and profile runs without exporting.
+func TestNewPluginPipeline(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	opts := func(source string) PipelineOptions {
+		return PipelineOptions{Window: time.Minute, Sources: []SourceSpec{{Source: &scriptedSource{name: source}, Interval: time.Hour, Timeout: time.Second}}}
+	}
+	logger := klog.Background()
+	a, err := NewPluginPipeline(logger, opts("prometheus"), reg, "p", "A")
+	require.NoError(t, err)
+	b, err := NewPluginPipeline(logger, opts("dcgm"), reg, "p", "B")
+	require.NoError(t, err)
+	again, err := NewPluginPipeline(logger, opts("other"), reg, "p", "A")
+	require.NoError(t, err, "a duplicate runs without exporting")
+	unexported, err := NewPluginPipeline(logger, opts("none"), nil, "p", "C")
+	require.NoError(t, err)
+	for _, p := range []*Pipeline{a, b, again, unexported} {
+		t.Cleanup(p.Stop)
+	}
+
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var series []string
+	for _, mf := range mfs {
+		if mf.GetName() != metricsNamespace+"_fetch_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			series = append(series, strings.Join(labels, ","))
+		}
+	}
+	require.ElementsMatch(t, []string{"plugin=A,profile=p,source=prometheus", "plugin=B,profile=p,source=dcgm"}, series)
 }
 
 func TestPipelineContextEndUnregistersMetrics(t *testing.T) {

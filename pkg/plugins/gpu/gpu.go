@@ -181,19 +181,7 @@ func (pl *Plugin) buildPipeline(logger klog.Logger, args *config.GPUArgs, opts O
 		Sources: []utilization.SourceSpec{{Source: src, Interval: p.RefreshInterval.Duration, Timeout: p.Timeout.Duration}},
 		Clock:   clk,
 	}
-	if opts.MetricsRegisterer != nil {
-		// The plugin label keeps this pipeline's series apart from
-		// HarbormasterLoadAware's in the same profile.
-		po.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile, "plugin": Name}, opts.MetricsRegisterer)
-	}
-	pl.pipeline, err = utilization.NewPipeline(po)
-	if err != nil && po.Registerer != nil {
-		// Another scheduler in this process (tests) owns the series;
-		// scheduling must not depend on metrics.
-		logger.Info("Utilisation metrics already registered; not exporting the DCGM pipeline's", "err", err)
-		po.Registerer = nil
-		pl.pipeline, err = utilization.NewPipeline(po)
-	}
+	pl.pipeline, err = utilization.NewPluginPipeline(logger, po, opts.MetricsRegisterer, profile, Name)
 	return err
 }
 

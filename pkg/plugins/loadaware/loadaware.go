@@ -120,24 +120,11 @@ func newPlugin(ctx context.Context, obj runtime.Object, h framework.Handle, opts
 		Resources: resources,
 		Clock:     clk,
 	}
-	if opts.MetricsRegisterer != nil {
-		profile := ""
-		if p, ok := h.(interface{ ProfileName() string }); ok {
-			profile = p.ProfileName()
-		}
-		// The plugin label keeps this pipeline's series apart from the GPU
-		// plugin's in the same profile.
-		pipelineOpts.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"profile": profile, "plugin": Name}, opts.MetricsRegisterer)
+	profile := ""
+	if p, ok := h.(interface{ ProfileName() string }); ok {
+		profile = p.ProfileName()
 	}
-	pipeline, err := utilization.NewPipeline(pipelineOpts)
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		// Another scheduler in this process (tests, or a profile reused)
-		// owns the series; scheduling must not depend on metrics.
-		logger.Info("Utilisation metrics already registered by another instance; not exporting this instance's")
-		pipelineOpts.Registerer = nil
-		pipeline, err = utilization.NewPipeline(pipelineOpts)
-	}
+	pipeline, err := utilization.NewPluginPipeline(logger, pipelineOpts, opts.MetricsRegisterer, profile, Name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
