@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
 	"github.com/harbormaster-dev/harbormaster/pkg/policy"
+	"github.com/harbormaster-dev/harbormaster/pkg/policy/policytest"
 	"github.com/harbormaster-dev/harbormaster/policies"
 )
 
@@ -262,22 +262,7 @@ func TestEvaluateCap(t *testing.T) {
 }
 
 func TestEvaluateErrors(t *testing.T) {
-	// Two values for one helper: a Rego runtime error on every pod.
-	broken := fstest.MapFS{"broken.rego": {Data: []byte(`package harbormaster.broken
-
-conflict := 1 if input.request.object.metadata.name != ""
-
-conflict := 2 if input.request.object.metadata.name != ""
-
-# METADATA
-# title: Broken
-# custom:
-#   id: HM-XX-001
-#   enforcement: deny
-deny contains {"id": "HM-XX-001", "msg": "never", "field": ""} if conflict == 3
-`)}}
-	bundle, err := policy.Load(t.Context(), broken, policy.LoadOptions{})
-	require.NoError(t, err)
+	bundle := policytest.RuntimeErrorBundle(t)
 	reports, err := Evaluate(t.Context(), Input{
 		Pods: []corev1.Pod{confinedPod("team-a-web", "a"), confinedPod("team-a-web", "b")}, NamespaceLabels: namespaceLabels(), Bundle: bundle,
 	})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
-	"testing/fstest"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/stretchr/testify/assert"
@@ -20,6 +19,7 @@ import (
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
 	"github.com/harbormaster-dev/harbormaster/pkg/mutation"
 	"github.com/harbormaster-dev/harbormaster/pkg/policy"
+	"github.com/harbormaster-dev/harbormaster/pkg/policy/policytest"
 	"github.com/harbormaster-dev/harbormaster/pkg/webhook"
 	"github.com/harbormaster-dev/harbormaster/policies"
 )
@@ -307,22 +307,7 @@ func TestExplainPatchIsTheWebhookPatch(t *testing.T) {
 
 func TestExplainEvaluationFailure(t *testing.T) {
 	tenantNS := tenantNamespace()
-	// A rule whose helper has two values at once: a Rego runtime error.
-	broken := fstest.MapFS{"broken.rego": {Data: []byte(`package harbormaster.broken
-
-conflict := 1 if input.request.object.metadata.name != ""
-
-conflict := 2 if input.request.object.metadata.name != ""
-
-# METADATA
-# title: Broken
-# custom:
-#   id: HM-XX-001
-#   enforcement: deny
-deny contains {"id": "HM-XX-001", "msg": "never", "field": ""} if conflict == 3
-`)}}
-	bundle, err := policy.Load(t.Context(), broken, policy.LoadOptions{})
-	require.NoError(t, err)
+	bundle := policytest.RuntimeErrorBundle(t)
 	for _, tc := range []struct {
 		namespace policy.Namespace
 		admitted  bool
