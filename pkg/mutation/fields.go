@@ -56,21 +56,31 @@ func WritesOnlyMutableFields(original, mutated *corev1.Pod) bool {
 // modified.
 func copyForMutation(pod *corev1.Pod) *corev1.Pod {
 	out := *pod
-	out.Annotations = maps.Clone(pod.Annotations)
 	out.Spec.Containers = copyContainers(pod.Spec.Containers)
 	out.Spec.InitContainers = copyContainers(pod.Spec.InitContainers)
+	detachWritable(&out)
+	return &out
+}
+
+// detachWritable gives pod its own copies of the writable fields the rules
+// change inside: annotations, pod-level resources, affinity and
+// tolerations. Containers' resource lists are copied on first write
+// instead (resourceSlot.setRequest), so whatever still refers to the
+// originals (the input pod, a snapshot of the fields) keeps them.
+func detachWritable(pod *corev1.Pod) {
+	pod.Annotations = maps.Clone(pod.Annotations)
 	if pod.Spec.Resources != nil {
 		resources := *pod.Spec.Resources
-		out.Spec.Resources = &resources
+		pod.Spec.Resources = &resources
 	}
-	out.Spec.Affinity = pod.Spec.Affinity.DeepCopy()
+	pod.Spec.Affinity = pod.Spec.Affinity.DeepCopy()
 	if pod.Spec.Tolerations != nil {
-		out.Spec.Tolerations = make([]corev1.Toleration, len(pod.Spec.Tolerations))
+		tolerations := make([]corev1.Toleration, len(pod.Spec.Tolerations))
 		for i := range pod.Spec.Tolerations {
-			pod.Spec.Tolerations[i].DeepCopyInto(&out.Spec.Tolerations[i])
+			pod.Spec.Tolerations[i].DeepCopyInto(&tolerations[i])
 		}
+		pod.Spec.Tolerations = tolerations
 	}
-	return &out
 }
 
 // copyContainers copies the slice, so a container's resources can be

@@ -47,13 +47,30 @@ type Result struct {
 	Warnings []string
 }
 
-// MutatePod applies every rule to a pod at CREATE.
+// MutatePod applies every rule to a pod at CREATE. pod is not modified.
 func MutatePod(cfg *config.Config, pod *corev1.Pod, in Input) Result {
-	cfg = orDefault(cfg)
-	out := copyForMutation(pod)
+	return mutatePod(orDefault(cfg), copyForMutation(pod), in)
+}
+
+// MutatePodOwned is MutatePod for a caller that owns pod and needs it no
+// more as it was: the rules write into pod itself, and Result.Pod is pod.
+// What they change inside a field they replace by a copy first
+// (annotations, pod-level resources, affinity, tolerations, a container's
+// resource lists), so a shallow snapshot of those fields taken before the
+// call keeps the original values: the webhook patches from one. It saves
+// copying the pod and its containers; FuzzMutatePod checks it agrees with
+// MutatePod and leaves such a snapshot intact.
+func MutatePodOwned(cfg *config.Config, pod *corev1.Pod, in Input) Result {
+	detachWritable(pod)
+	return mutatePod(orDefault(cfg), pod, in)
+}
+
+// mutatePod applies the rules to out, which the caller prepared for
+// writing.
+func mutatePod(cfg *config.Config, out *corev1.Pod, in Input) Result {
 	res := Result{Pod: out}
-	ns := namespaceOf(in, pod)
-	if res.Skipped = exemption(cfg, ns, in.OwnNamespace, pod.Labels); res.Skipped != "" {
+	ns := namespaceOf(in, out)
+	if res.Skipped = exemption(cfg, ns, in.OwnNamespace, out.Labels); res.Skipped != "" {
 		return res
 	}
 

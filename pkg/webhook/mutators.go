@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -77,18 +78,26 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	}
 	cfg := m.Store.Current().Config
 	var result mutation.Result
+	var resp admission.Response
 	if resize {
 		old, err := decodePod(req.OldObject.Raw)
 		if err != nil {
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old pod: %w", err)), nil
 		}
 		result = mutation.MutatePodResize(cfg, old, pod, in)
+		resp, err = patchResponse(pod, result.Pod)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err), &result
+		}
 	} else {
-		result = mutation.MutatePod(cfg, pod, in)
-	}
-	resp, err := patchResponse(pod, result.Pod)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), &result
+		// The handler owns the pod it decoded: the rules write into it,
+		// and the patch is taken against its fields as they were.
+		original := podFieldsOf(pod)
+		result = mutation.MutatePodOwned(cfg, pod, in)
+		resp, err = fieldPatchResponse(original, result.Pod)
+		if err != nil {
+			return admission.Errored(http.StatusInternalServerError, err), &result
+		}
 	}
 	return resp.WithWarnings(result.Warnings...), &result
 }
@@ -166,6 +175,11 @@ func patchResponse[T any](original, mutated *T) (admission.Response, error) {
 	if err != nil {
 		return admission.Response{}, err
 	}
+	return opsResponse(ops)
+}
+
+// opsResponse allows with ops as the JSON patch (none: no patch).
+func opsResponse(ops []jsonpatch.Operation) (admission.Response, error) {
 	if len(ops) == 0 {
 		return admission.Allowed(""), nil
 	}
@@ -177,6 +191,17 @@ func patchResponse[T any](original, mutated *T) (admission.Response, error) {
 	patchType := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = raw, &patchType
 	return resp, nil
+}
+
+// fieldPatchResponse is patchResponse for a pod mutated in place, from its
+// writable fields as they were.
+func fieldPatchResponse(original podFields, mutated *corev1.Pod) (admission.Response, error) {
+	ops, ok := podPatch(original, mutated)
+	if !ok {
+		// The rules never add or remove containers (FuzzMutatePod).
+		return admission.Response{}, errors.New("the mutation changed the pod's containers")
+	}
+	return opsResponse(ops)
 }
 
 // observe records metrics and a structured log line for one admission.

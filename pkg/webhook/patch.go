@@ -19,7 +19,7 @@ import (
 // (the explain CLI) call it so that their patch is the webhook's patch.
 func JSONPatch[T any](original, mutated *T) ([]jsonpatch.Operation, error) {
 	if op, isPod := any(original).(*corev1.Pod); isPod {
-		if ops, ok := podPatch(op, any(mutated).(*corev1.Pod)); ok {
+		if ops, ok := podPatch(podFieldsOf(op), any(mutated).(*corev1.Pod)); ok {
 			if len(ops) == 0 {
 				return nil, nil
 			}
