@@ -14,7 +14,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 
-	"github.com/harbormaster-dev/harbormaster/internal/stack"
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
 )
 
@@ -58,8 +57,12 @@ type cachedConfig struct {
 	terms configTerms
 }
 
-// EvalStackBytes is the goroutine stack an evaluation is given before it
-// starts.
+// EvalStackBytes is the goroutine stack an evaluation needs: OPA evaluates
+// recursively, and the real policies reach about 128 KiB
+// (TestEvaluateStackSize). A caller on a fresh goroutine grows its stack
+// by this much first (internal/stack.Grow), as the policy webhook's
+// handler does for each request, or the runtime grows it by doublings deep
+// in the recursion.
 const EvalStackBytes = 128 << 10
 
 // NewEngine returns an engine serving b, which may be nil until Swap.
@@ -122,9 +125,6 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 		return d, err
 	}
 
-	// OPA evaluates recursively; the real policies reach about 128 KiB of
-	// stack (TestEvaluateStackSize). See package stack.
-	stack.Grow(EvalStackBytes)
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(newVirtualCache())}

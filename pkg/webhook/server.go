@@ -306,9 +306,10 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 // withRecover turns a panic in a handler into an error response; the
 // process keeps serving.
 // growStackFirst grows the request goroutine's stack by n bytes before h
-// runs. Over HTTP/2 every request runs on a new goroutine, whose stack
-// otherwise grew five times deep inside decoding the review and evaluating
-// the policies: in the demo's webhook, a tenth of its CPU (package stack).
+// runs, once for decoding the review and evaluating the policies. Over
+// HTTP/2 every request runs on a new goroutine, whose stack otherwise grew
+// five times deep inside both: in the demo's webhook, a tenth of its CPU
+// (package stack).
 func growStackFirst(h http.Handler, n int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		stack.Grow(n)
