@@ -49,6 +49,42 @@ func WritesOnlyMutableFields(original, mutated *corev1.Pod) bool {
 	return apiequality.Semantic.DeepEqual(os, ms)
 }
 
+// WritableFields are the fields of a pod the rules may write, as the pod
+// refers to them: its maps, pointers and slices themselves, not copies.
+// Taken before MutatePodOwned they keep the original values, since the
+// rules replace a field by a copy before changing anything inside it; the
+// webhook's patch compares them with the result.
+type WritableFields struct {
+	Annotations                map[string]string
+	Containers, InitContainers []corev1.ResourceRequirements
+	Resources                  *corev1.ResourceRequirements
+	Affinity                   *corev1.Affinity
+	Tolerations                []corev1.Toleration
+}
+
+// WritableFieldsOf returns pod's writable fields.
+func WritableFieldsOf(pod *corev1.Pod) WritableFields {
+	return WritableFields{
+		Annotations:    pod.Annotations,
+		Containers:     containerResources(pod.Spec.Containers),
+		InitContainers: containerResources(pod.Spec.InitContainers),
+		Resources:      pod.Spec.Resources,
+		Affinity:       pod.Spec.Affinity,
+		Tolerations:    pod.Spec.Tolerations,
+	}
+}
+
+func containerResources(cs []corev1.Container) []corev1.ResourceRequirements {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]corev1.ResourceRequirements, len(cs))
+	for i := range cs {
+		out[i] = cs[i].Resources
+	}
+	return out
+}
+
 // copyForMutation copies the fields the rules may write and shares the rest
 // with pod: resource lists stay shared until overcommit writes a request
 // (resourceSlot.setRequest). A full deep copy of the pod was a fifth of the

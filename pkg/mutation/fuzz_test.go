@@ -128,36 +128,15 @@ antiAffinity:
 		require.True(t, WritesOnlyMutableFields(input, first.Pod), "the rules write only the fields the webhook's patch covers")
 
 		owned := input.DeepCopy()
-		snapshot := shallowWritable(owned)
+		snapshot := WritableFieldsOf(owned)
 		ownedResult := MutatePodOwned(cfg, owned, in)
 		require.Same(t, owned, ownedResult.Pod)
 		require.Equal(t, first, ownedResult, "MutatePodOwned agrees with MutatePod")
-		require.Equal(t, shallowWritable(input), snapshot, "a snapshot of the writable fields taken before MutatePodOwned keeps the original values")
+		require.Equal(t, WritableFieldsOf(input), snapshot, "a snapshot of the writable fields taken before MutatePodOwned keeps the original values")
 
 		checkRequests(t, input, first.Pod)
 		checkConfinement(t, cfg, tenant, first.Pod)
 	})
-}
-
-// writableSnapshot holds the writable fields of a pod as a shallow copy
-// refers to them: the maps, pointers and slices themselves, not copies.
-type writableSnapshot struct {
-	Annotations                map[string]string
-	Containers, InitContainers []corev1.ResourceRequirements
-	Resources                  *corev1.ResourceRequirements
-	Affinity                   *corev1.Affinity
-	Tolerations                []corev1.Toleration
-}
-
-func shallowWritable(p *corev1.Pod) writableSnapshot {
-	s := writableSnapshot{Annotations: p.Annotations, Resources: p.Spec.Resources, Affinity: p.Spec.Affinity, Tolerations: p.Spec.Tolerations}
-	for _, c := range p.Spec.Containers {
-		s.Containers = append(s.Containers, c.Resources)
-	}
-	for _, c := range p.Spec.InitContainers {
-		s.InitContainers = append(s.InitContainers, c.Resources)
-	}
-	return s
 }
 
 func withTerms(p *corev1.Pod, terms ...corev1.NodeSelectorTerm) *corev1.Pod {

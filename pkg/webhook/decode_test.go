@@ -180,7 +180,7 @@ dedicatedPools:
 		// pod and the generic patch.
 		trimmed := decodedFields(&full)
 		want := mutation.MutatePod(cfg, &full, in)
-		original := podFieldsOf(trimmed)
+		original := mutation.WritableFieldsOf(trimmed)
 		got := mutation.MutatePodOwned(cfg, trimmed, in)
 		require.Equal(t, want.Applied, got.Applied, "pod %d", i)
 		require.Equal(t, want.Skipped, got.Skipped, "pod %d", i)

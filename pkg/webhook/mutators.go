@@ -92,7 +92,7 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) (admissi
 	} else {
 		// The handler owns the pod it decoded: the rules write into it,
 		// and the patch is taken against its fields as they were.
-		original := podFieldsOf(pod)
+		original := mutation.WritableFieldsOf(pod)
 		result = mutation.MutatePodOwned(cfg, pod, in)
 		resp, err = fieldPatchResponse(original, result.Pod)
 		if err != nil {
@@ -195,7 +195,7 @@ func opsResponse(ops []jsonpatch.Operation) (admission.Response, error) {
 
 // fieldPatchResponse is patchResponse for a pod mutated in place, from its
 // writable fields as they were.
-func fieldPatchResponse(original podFields, mutated *corev1.Pod) (admission.Response, error) {
+func fieldPatchResponse(original mutation.WritableFields, mutated *corev1.Pod) (admission.Response, error) {
 	ops, ok := podPatch(original, mutated)
 	if !ok {
 		// The rules never add or remove containers (FuzzMutatePod).

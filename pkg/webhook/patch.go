@@ -10,6 +10,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/harbormaster-dev/harbormaster/internal/jsonenc"
+	"github.com/harbormaster-dev/harbormaster/pkg/mutation"
 )
 
 // JSONPatch returns the JSON patch from original to mutated exactly as the
@@ -19,7 +20,7 @@ import (
 // (the explain CLI) call it so that their patch is the webhook's patch.
 func JSONPatch[T any](original, mutated *T) ([]jsonpatch.Operation, error) {
 	if op, isPod := any(original).(*corev1.Pod); isPod {
-		if ops, ok := podPatch(podFieldsOf(op), any(mutated).(*corev1.Pod)); ok {
+		if ops, ok := podPatch(mutation.WritableFieldsOf(op), any(mutated).(*corev1.Pod)); ok {
 			if len(ops) == 0 {
 				return nil, nil
 			}

@@ -9,43 +9,9 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/mutation"
 )
-
-// podFields are the fields of a pod the mutation rules may write
-// (mutation.WritesOnlyMutableFields, enforced by its fuzz test), as the
-// patch compares them: the maps, pointers and slices of the pod
-// themselves. The rules replace a field by a copy before changing anything
-// inside it, so fields taken before mutation.MutatePodOwned keep the
-// original values.
-type podFields struct {
-	annotations                map[string]string
-	containers, initContainers []corev1.ResourceRequirements
-	resources                  *corev1.ResourceRequirements
-	affinity                   *corev1.Affinity
-	tolerations                []corev1.Toleration
-}
-
-func podFieldsOf(p *corev1.Pod) podFields {
-	return podFields{
-		annotations:    p.Annotations,
-		containers:     containerResources(p.Spec.Containers),
-		initContainers: containerResources(p.Spec.InitContainers),
-		resources:      p.Spec.Resources,
-		affinity:       p.Spec.Affinity,
-		tolerations:    p.Spec.Tolerations,
-	}
-}
-
-func containerResources(cs []corev1.Container) []corev1.ResourceRequirements {
-	if len(cs) == 0 {
-		return nil
-	}
-	out := make([]corev1.ResourceRequirements, len(cs))
-	for i := range cs {
-		out[i] = cs[i].Resources
-	}
-	return out
-}
 
 // podPatch builds the JSON patch for the only fields the mutation rules
 // write: annotations, container and init container resources, pod-level
@@ -54,28 +20,28 @@ func containerResources(cs []corev1.Container) []corev1.ResourceRequirements {
 // diff is needed; that generic diff was three quarters of a request's
 // cost. ok is false when the shape of the pod changed, and the caller then
 // falls back to the generic diff.
-func podPatch(original podFields, mutated *corev1.Pod) (ops []jsonpatch.Operation, ok bool) {
-	if len(original.containers) != len(mutated.Spec.Containers) || len(original.initContainers) != len(mutated.Spec.InitContainers) {
+func podPatch(original mutation.WritableFields, mutated *corev1.Pod) (ops []jsonpatch.Operation, ok bool) {
+	if len(original.Containers) != len(mutated.Spec.Containers) || len(original.InitContainers) != len(mutated.Spec.InitContainers) {
 		return nil, false
 	}
-	ops = annotationOps(original.annotations, mutated.Annotations)
-	for i := range original.initContainers {
-		if !resourcesEqual(original.initContainers[i], mutated.Spec.InitContainers[i].Resources) {
+	ops = annotationOps(original.Annotations, mutated.Annotations)
+	for i := range original.InitContainers {
+		if !resourcesEqual(original.InitContainers[i], mutated.Spec.InitContainers[i].Resources) {
 			ops = append(ops, jsonpatch.NewOperation("add", "/spec/initContainers/"+strconv.Itoa(i)+"/resources", mutated.Spec.InitContainers[i].Resources))
 		}
 	}
-	for i := range original.containers {
-		if !resourcesEqual(original.containers[i], mutated.Spec.Containers[i].Resources) {
+	for i := range original.Containers {
+		if !resourcesEqual(original.Containers[i], mutated.Spec.Containers[i].Resources) {
 			ops = append(ops, jsonpatch.NewOperation("add", "/spec/containers/"+strconv.Itoa(i)+"/resources", mutated.Spec.Containers[i].Resources))
 		}
 	}
-	podResourcesEqual := original.resources == mutated.Spec.Resources ||
-		(original.resources != nil && mutated.Spec.Resources != nil && resourcesEqual(*original.resources, *mutated.Spec.Resources))
-	ops = appendFieldOp(ops, "/spec/resources", original.resources == nil, mutated.Spec.Resources == nil, podResourcesEqual, mutated.Spec.Resources)
-	ops = appendFieldOp(ops, "/spec/affinity", original.affinity == nil, mutated.Spec.Affinity == nil,
-		apiequality.Semantic.DeepEqual(original.affinity, mutated.Spec.Affinity), mutated.Spec.Affinity)
-	ops = appendFieldOp(ops, "/spec/tolerations", len(original.tolerations) == 0, len(mutated.Spec.Tolerations) == 0,
-		apiequality.Semantic.DeepEqual(original.tolerations, mutated.Spec.Tolerations), mutated.Spec.Tolerations)
+	podResourcesEqual := original.Resources == mutated.Spec.Resources ||
+		(original.Resources != nil && mutated.Spec.Resources != nil && resourcesEqual(*original.Resources, *mutated.Spec.Resources))
+	ops = appendFieldOp(ops, "/spec/resources", original.Resources == nil, mutated.Spec.Resources == nil, podResourcesEqual, mutated.Spec.Resources)
+	ops = appendFieldOp(ops, "/spec/affinity", original.Affinity == nil, mutated.Spec.Affinity == nil,
+		apiequality.Semantic.DeepEqual(original.Affinity, mutated.Spec.Affinity), mutated.Spec.Affinity)
+	ops = appendFieldOp(ops, "/spec/tolerations", len(original.Tolerations) == 0, len(mutated.Spec.Tolerations) == 0,
+		apiequality.Semantic.DeepEqual(original.Tolerations, mutated.Spec.Tolerations), mutated.Spec.Tolerations)
 	return ops, true
 }
 

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/mutation"
 )
 
 // TestPodPatchReproducesMutation applies the fast patch to the original pod
@@ -72,7 +74,7 @@ func TestPodPatchReproducesMutation(t *testing.T) {
 			mutated := orig.DeepCopy()
 			tt.mutate(mutated)
 
-			_, fast := podPatch(podFieldsOf(orig), mutated)
+			_, fast := podPatch(mutation.WritableFieldsOf(orig), mutated)
 			assert.Equal(t, tt.fast, fast, "fast path taken")
 
 			resp, err := patchResponse(orig, mutated)
