@@ -3,10 +3,14 @@
 // collector settings. It creates pods as dry runs (the API server calls
 // both webhooks, nothing is stored) one after another, then reads the
 // evaluation latency the webhook wrote for each of them in its decision
-// log and prints the percentiles.
+// log and prints the percentiles. Given the webhook's metrics address
+// (printed by `make demo`), it also reports the process's collection
+// cycles and allocation per creation over the measured ones: the cadence
+// that sets the latency's tail (docs/benchmarks.md, "Fourth round").
 //
 //	make demo                                  # in one terminal
 //	go run ./hack/policylatency -requests 5000 # in another
+//	go run ./hack/policylatency -webhook-metrics http://127.0.0.1:PORT/metrics
 package main
 
 import (
@@ -16,9 +20,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,14 +45,15 @@ func main() {
 	namespace := flag.String("namespace", "team-a-web", "a tenant namespace of the demo")
 	requests := flag.Int("requests", 5000, "dry-run pod creations")
 	warmup := flag.Int("warmup", 200, "creations before the measured ones, left out of the percentiles")
+	webhookMetrics := flag.String("webhook-metrics", "", "the demo webhook's metrics URL (optional): report its collection cycles and allocation per creation")
 	flag.Parse()
-	if err := run(context.Background(), *kubeconfig, *decisionLog, *namespace, *warmup, *requests); err != nil {
+	if err := run(context.Background(), *kubeconfig, *decisionLog, *namespace, *webhookMetrics, *warmup, *requests); err != nil {
 		fmt.Fprintln(os.Stderr, "policylatency:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, kubeconfig, decisionLog, namespace string, warmup, requests int) error {
+func run(ctx context.Context, kubeconfig, decisionLog, namespace, webhookMetrics string, warmup, requests int) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return fmt.Errorf("reading %s (is `make demo` running?): %w", kubeconfig, err)
@@ -68,6 +76,12 @@ func run(ctx context.Context, kubeconfig, decisionLog, namespace string, warmup,
 			return fmt.Errorf("warm-up creation: %w", err)
 		}
 	}
+	var before runtimeStats
+	if webhookMetrics != "" {
+		if before, err = scrapeRuntimeStats(ctx, webhookMetrics); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	for i := range requests {
 		if err := create(fmt.Sprintf("%s%d", prefix, i)); err != nil {
@@ -75,6 +89,12 @@ func run(ctx context.Context, kubeconfig, decisionLog, namespace string, warmup,
 		}
 	}
 	took := time.Since(start)
+	var after runtimeStats
+	if webhookMetrics != "" {
+		if after, err = scrapeRuntimeStats(ctx, webhookMetrics); err != nil {
+			return err
+		}
+	}
 	// The decision log is written asynchronously to the response.
 	time.Sleep(time.Second)
 
@@ -90,7 +110,84 @@ func run(ctx context.Context, kubeconfig, decisionLog, namespace string, warmup,
 	fmt.Printf("p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
 		percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99), percentile(latencies, 99.9), latencies[len(latencies)-1])
 	fmt.Printf("dry-run creations through the API server: %.2f ms each on average\n", float64(took.Microseconds())/1000/float64(requests))
+	if webhookMetrics != "" {
+		fmt.Println(after.since(before, requests))
+	}
 	return nil
+}
+
+// runtimeStats are the webhook process's Go runtime counters, from the
+// metrics controller-runtime serves.
+type runtimeStats struct {
+	cycles, allocatedBytes, heapGoalBytes float64
+}
+
+// runtimeMetrics maps the Prometheus series to the fields they fill.
+func runtimeMetrics(s *runtimeStats) map[string]*float64 {
+	return map[string]*float64{
+		"go_gc_duration_seconds_count":  &s.cycles,
+		"go_memstats_alloc_bytes_total": &s.allocatedBytes,
+		"go_memstats_next_gc_bytes":     &s.heapGoalBytes,
+	}
+}
+
+func scrapeRuntimeStats(ctx context.Context, url string) (runtimeStats, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return runtimeStats{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return runtimeStats{}, fmt.Errorf("scraping -webhook-metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return runtimeStats{}, fmt.Errorf("scraping -webhook-metrics %s: %s", url, resp.Status)
+	}
+	return parseRuntimeStats(resp.Body)
+}
+
+// parseRuntimeStats reads the unlabelled runtime series out of a
+// Prometheus text exposition; every one must be present.
+func parseRuntimeStats(r io.Reader) (runtimeStats, error) {
+	var s runtimeStats
+	fields := runtimeMetrics(&s)
+	found := map[string]bool{}
+	lines := bufio.NewScanner(r)
+	lines.Buffer(make([]byte, 0, 1<<16), 1<<20)
+	for lines.Scan() {
+		name, value, ok := strings.Cut(lines.Text(), " ")
+		field, wanted := fields[name]
+		if !ok || !wanted {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return s, fmt.Errorf("metric %s: %w", name, err)
+		}
+		*field, found[name] = v, true
+	}
+	if err := lines.Err(); err != nil {
+		return s, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if !found[name] {
+			return s, fmt.Errorf("metric %s missing from -webhook-metrics (is it the webhook's metrics address?)", name)
+		}
+	}
+	return s, nil
+}
+
+// since describes the runtime's work between before and s, over n
+// creations.
+func (s runtimeStats) since(before runtimeStats, n int) string {
+	cycles := s.cycles - before.cycles
+	perCycle := "no cycle"
+	if cycles > 0 {
+		perCycle = fmt.Sprintf("one per %.0f creations", float64(n)/cycles)
+	}
+	return fmt.Sprintf("webhook process: %.0f collection cycles (%s), %.0f KB allocated per creation, heap goal %.1f MB",
+		cycles, perCycle, (s.allocatedBytes-before.allocatedBytes)/float64(n)/1000, s.heapGoalBytes/1e6)
 }
 
 // readLatencies returns latency_ms of every decision on a pod named with
