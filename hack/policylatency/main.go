@@ -25,10 +25,12 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -122,15 +124,6 @@ type runtimeStats struct {
 	cycles, allocatedBytes, heapGoalBytes float64
 }
 
-// runtimeMetrics maps the Prometheus series to the fields they fill.
-func runtimeMetrics(s *runtimeStats) map[string]*float64 {
-	return map[string]*float64{
-		"go_gc_duration_seconds_count":  &s.cycles,
-		"go_memstats_alloc_bytes_total": &s.allocatedBytes,
-		"go_memstats_next_gc_bytes":     &s.heapGoalBytes,
-	}
-}
-
 func scrapeRuntimeStats(ctx context.Context, url string) (runtimeStats, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -147,34 +140,36 @@ func scrapeRuntimeStats(ctx context.Context, url string) (runtimeStats, error) {
 	return parseRuntimeStats(resp.Body)
 }
 
-// parseRuntimeStats reads the unlabelled runtime series out of a
-// Prometheus text exposition; every one must be present.
+// parseRuntimeStats reads the runtime series out of a Prometheus text
+// exposition; every one must be present.
 func parseRuntimeStats(r io.Reader) (runtimeStats, error) {
-	var s runtimeStats
-	fields := runtimeMetrics(&s)
-	found := map[string]bool{}
-	lines := bufio.NewScanner(r)
-	lines.Buffer(make([]byte, 0, 1<<16), 1<<20)
-	for lines.Scan() {
-		name, value, ok := strings.Cut(lines.Text(), " ")
-		field, wanted := fields[name]
-		if !ok || !wanted {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			return s, fmt.Errorf("metric %s: %w", name, err)
-		}
-		*field, found[name] = v, true
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return runtimeStats{}, fmt.Errorf("parsing -webhook-metrics: %w", err)
 	}
-	if err := lines.Err(); err != nil {
+	first := func(name string) (*dto.Metric, error) {
+		if f := families[name]; f != nil && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0], nil
+		}
+		return nil, fmt.Errorf("metric %s missing from -webhook-metrics (is it the webhook's metrics address?)", name)
+	}
+	var s runtimeStats
+	gc, err := first("go_gc_duration_seconds")
+	if err != nil {
 		return s, err
 	}
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		if !found[name] {
-			return s, fmt.Errorf("metric %s missing from -webhook-metrics (is it the webhook's metrics address?)", name)
-		}
+	allocated, err := first("go_memstats_alloc_bytes_total")
+	if err != nil {
+		return s, err
 	}
+	goal, err := first("go_memstats_next_gc_bytes")
+	if err != nil {
+		return s, err
+	}
+	s.cycles = float64(gc.GetSummary().GetSampleCount())
+	s.allocatedBytes = allocated.GetCounter().GetValue()
+	s.heapGoalBytes = goal.GetGauge().GetValue()
 	return s, nil
 }
 
