@@ -60,6 +60,7 @@ func TestPolicyCommands(t *testing.T) {
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "PASS embedded policies")
 	assert.Contains(t, out, "HM-HG-001")
+	assert.Contains(t, out, "input leaves out (no policy names them): metadata.managedFields, status, spec.volumes,")
 
 	// A bundle whose own test fails is rejected, as the webhook would.
 	dir := t.TempDir()

@@ -100,7 +100,12 @@ built into this binary. Exit code 1 when the webhook would reject the bundle.`,
 			if name == "" {
 				name = "embedded policies"
 			}
-			fmt.Fprintf(s.out, "PASS %s: revision %s, %d files, %d rules, %d tests passed\n\n", name, b.Revision(), len(b.Files()), len(b.Catalog()), b.TestsRun())
+			fmt.Fprintf(s.out, "PASS %s: revision %s, %d files, %d rules, %d tests passed\n", name, b.Revision(), len(b.Files()), len(b.Catalog()), b.TestsRun())
+			// Admins writing a policy need to know what its input lacks.
+			if omitted := b.OmittedMembers(); len(omitted) > 0 {
+				fmt.Fprintf(s.out, "input leaves out (no policy names them): %s\n", strings.Join(omitted, ", "))
+			}
+			fmt.Fprintln(s.out)
 			tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tENFORCEMENT\tSEVERITY\tTITLE\tSOURCE")
 			for _, r := range b.Catalog() {

@@ -62,8 +62,10 @@ type Bundle struct {
 	// prefetch: the query evaluates lib.prefetch first.
 	prefetch bool
 	// inputOptions: the policies read input.facts, so the engine derives
-	// it; they name managedFields, so the engine keeps them.
+	// it; the members of the reviewed objects they do not name are left
+	// out (omitted lists them).
 	inputOptions inputOptions
+	omitted      []string
 	tests        int
 }
 
@@ -84,6 +86,12 @@ func (b *Bundle) Files() []string { return slices.Clone(b.files) }
 
 // TestsRun is the number of bundle tests that ran and passed at load.
 func (b *Bundle) TestsRun() int { return b.tests }
+
+// OmittedMembers are the members of the reviewed objects that this
+// bundle's input leaves out, as paths ("spec.containers.env": every
+// container's env), because no policy names them; "metadata.managedFields"
+// applies to every kind, the rest to Pods.
+func (b *Bundle) OmittedMembers() []string { return slices.Clone(b.omitted) }
 
 // Rule returns the catalog entry of a rule id.
 func (b *Bundle) Rule(id string) (RuleInfo, bool) {
@@ -183,7 +191,8 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Bundle, error) {
 
 	if len(sets) > 0 {
 		b.prefetch = hasPrefetch(compiler)
-		b.inputOptions = inputOptions{facts: readsInput(compiler, "facts"), managedFields: mentions(compiler, managedFieldsKey)}
+		b.inputOptions = inputOptions{facts: readsInput(compiler, "facts")}
+		b.inputOptions.omitPods, b.inputOptions.omitOthers, b.omitted = inputOmissions(namedStrings(compiler))
 		b.query, err = rego.New(
 			rego.Compiler(compiler),
 			rego.Query(collectQuery(sets, b.prefetch)),
@@ -281,29 +290,9 @@ func hasPrefetch(c *ast.Compiler) bool {
 }
 
 // managedFieldsKey is the metadata member the engine leaves out of the
-// input unless a policy names it.
+// input unless a policy names it: the API server's field-ownership
+// records, about half of a pod as admission receives it.
 const managedFieldsKey = "managedFields"
-
-// mentions reports whether a policy contains the string s anywhere: as a
-// reference's element (x.managedFields, x["managedFields"]) or as a value.
-// The API server's field-ownership records are about half of a pod as
-// admission receives it and no policy of ours reads them; converting them
-// was 57 KB of the 194 KB an evaluation of the benchmark pod allocated.
-func mentions(c *ast.Compiler, s string) bool {
-	found := false
-	for _, m := range c.Modules {
-		ast.WalkTerms(m, func(t *ast.Term) bool {
-			if v, ok := t.Value.(ast.String); ok && string(v) == s {
-				found = true
-			}
-			return found
-		})
-		if found {
-			return true
-		}
-	}
-	return false
-}
 
 // readsInput reports whether a policy refers to input.<field>: the engine
 // derives input.facts only for bundles that read it.

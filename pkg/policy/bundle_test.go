@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -264,42 +266,91 @@ func TestFactsOnlyForBundlesReadingThem(t *testing.T) {
 	require.True(t, b.inputOptions.facts)
 }
 
-// The engine leaves metadata.managedFields out of the input unless a
+// The engine leaves the omittable members out of the input unless a
 // policy names them; a policy that does sees them, however it spells the
-// reference.
-func TestManagedFieldsOnlyForBundlesNamingThem(t *testing.T) {
-	require.False(t, loadEmbedded(t, nil).inputOptions.managedFields)
-	require.False(t, loadDir(t, "testdata/bundle", LoadOptions{}).inputOptions.managedFields)
+// reference, and only Pods lose the pod-only members.
+func TestOmittedMembersOnlyForBundlesNamingThem(t *testing.T) {
+	all := make([]string, 0, len(omittableMembers()))
+	for _, m := range omittableMembers() {
+		all = append(all, strings.Join(m.path, "."))
+	}
+	require.Equal(t, all, loadEmbedded(t, nil).OmittedMembers())
+	require.Equal(t, all, loadDir(t, "testdata/bundle", LoadOptions{}).OmittedMembers())
+	require.Contains(t, all, "spec.containers.env")
+	require.Contains(t, all, "spec.volumes")
 
 	cfg := scaledConfig(10)
 	in := tenantInput(t, mutatedPod(t, cfg, benchPod()), cfg)
+	deployment := deploymentInput(t, benchPod(), cfg)
 	count := func(ref string) string {
 		return `deny contains v if {
 	n := count(object.get(` + ref + `, []))
-	v := {"id": "HM-X-001", "msg": sprintf("%d entries", [n]), "field": "metadata"}
+	v := {"id": "HM-X-001", "msg": sprintf("%d entries", [n]), "field": "f"}
 }
 `
 	}
-	for _, ref := range []string{`input.request.object.metadata, "managedFields"`, `input.request.object, ["metadata", "managedFields"]`} {
-		b, err := loadMap(t, map[string]string{"a.rego": module("harbormaster.a", okCustom, count(ref))})
+	for _, c := range []struct {
+		ref, kept string
+		in        Input
+		want      string
+	}{
+		{`input.request.object.metadata, "managedFields"`, "metadata.managedFields", in, "1 entries"},
+		{`input.request.object, ["metadata", "managedFields"]`, "metadata.managedFields", in, "1 entries"},
+		{`input.request.object.spec.containers[0], "env"`, "spec.containers.env", in, "5 entries"},
+		{`input.request.object.spec, "volumes"`, "spec.volumes", in, "3 entries"},
+		{`json.filter(input.request.object, ["spec/volumes"]).spec, "volumes"`, "spec.volumes", in, "3 entries"},
+		{`input.request.object.spec.affinity, "podAntiAffinity"`, "spec.affinity.podAntiAffinity", in, "1 entries"},
+	} {
+		b, err := loadMap(t, map[string]string{"a.rego": module("harbormaster.a", okCustom, count(c.ref))})
 		require.NoError(t, err)
-		require.True(t, b.inputOptions.managedFields, ref)
-		d, err := NewEngine(b, EngineOptions{}).Evaluate(context.Background(), in)
+		// Every member of that name is kept, in each container kind.
+		name := c.kept[strings.LastIndexByte(c.kept, '.')+1:]
+		want := slices.DeleteFunc(slices.Clone(all), func(p string) bool { return strings.HasSuffix(p, "."+name) })
+		require.Equal(t, want, b.OmittedMembers(), c.ref)
+		d, err := NewEngine(b, EngineOptions{}).Evaluate(context.Background(), c.in)
 		require.NoError(t, err)
-		require.Equal(t, []string{"[HM-X-001] 1 entries"}, d.Messages(), ref)
+		require.Equal(t, []string{"[HM-X-001] " + c.want}, d.Messages(), c.ref)
 	}
-	// Without the name, the member is absent.
+	// Without the name, the members are absent from a Pod; a Deployment's
+	// template keeps the pod-only ones.
 	b, err := loadMap(t, map[string]string{"a.rego": module("harbormaster.a", okCustom, `deny contains v if {
 	some k, _ in input.request.object.metadata
 	startswith(k, "managed")
 	v := {"id": "HM-X-001", "msg": k, "field": "metadata"}
 }
+
+# METADATA
+# title: T2
+# custom:
+#   id: HM-X-002
+#   enforcement: deny
+deny contains v if {
+	some c in object.get(input.request.object, ["spec", "containers"], [])
+	some k, _ in c
+	k in {concat("", ["e", "nv"]), concat("", ["por", "ts"])}
+	v := {"id": "HM-X-002", "msg": k, "field": "pod"}
+}
+
+# METADATA
+# title: T3
+# custom:
+#   id: HM-X-003
+#   enforcement: deny
+deny contains v if {
+	some c in object.get(input.request.object, ["spec", "template", "spec", "containers"], [])
+	some k, _ in c
+	k in {concat("", ["e", "nv"]), concat("", ["por", "ts"])}
+	v := {"id": "HM-X-003", "msg": k, "field": "template"}
+}
 `)})
 	require.NoError(t, err)
-	require.False(t, b.inputOptions.managedFields)
+	require.Equal(t, all, b.OmittedMembers())
 	d, err := NewEngine(b, EngineOptions{}).Evaluate(context.Background(), in)
 	require.NoError(t, err)
 	require.Empty(t, d.Messages())
+	d, err = NewEngine(b, EngineOptions{}).Evaluate(context.Background(), deployment)
+	require.NoError(t, err)
+	require.Equal(t, []string{"[HM-X-003] env", "[HM-X-003] ports"}, d.Messages())
 }
 
 // An evaluation of the real policies fits in 256 KiB of goroutine stack

@@ -123,7 +123,7 @@ func tenantOf(cfg *config.Config, nsLabels map[string]string) *Tenant {
 // (see Engine.configTerms) and shared read-only between evaluations. With
 // facts, it adds input.facts, derived from the converted object.
 func (d Document) value(cfg configTerms, keys map[string]*ast.Term, opts inputOptions) (ast.Value, error) {
-	req, err := requestValue(d.Request, keys, opts.managedFields)
+	req, err := requestValue(d.Request, keys, opts.omissionsFor(d.Request.Kind.Group, d.Request.Kind.Kind))
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func stringsTerm(ss []string) *ast.Term {
 
 // requestValue converts the request with its objects' raw JSON as is,
 // rather than re-encoding them inside the whole request.
-func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, managedFields bool) (ast.Object, error) {
+func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, omit *omissions) (ast.Object, error) {
 	shallow := *req
 	shallow.Object, shallow.OldObject = runtime.RawExtension{}, runtime.RawExtension{}
 	raw, err := json.Marshal(&shallow)
@@ -192,11 +192,11 @@ func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, 
 	if !ok {
 		return nil, fmt.Errorf("policy input: request encodes as %v, not an object", ast.TypeName(v))
 	}
-	object, err := rawExtensionValue(req.Object, keys, managedFields)
+	object, err := rawExtensionValue(req.Object, keys, omit)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: request.object: %w", err)
 	}
-	oldObject, err := rawExtensionValue(req.OldObject, keys, managedFields)
+	oldObject, err := rawExtensionValue(req.OldObject, keys, omit)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: request.oldObject: %w", err)
 	}
@@ -205,7 +205,7 @@ func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, 
 	return obj, nil
 }
 
-func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term, managedFields bool) (ast.Value, error) {
+func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term, omit *omissions) (ast.Value, error) {
 	raw := ext.Raw
 	if len(raw) == 0 {
 		if ext.Object == nil {
@@ -216,15 +216,24 @@ func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term, mana
 			return nil, err
 		}
 	}
-	return objectValue(raw, keys, managedFields)
+	return objectValue(raw, keys, omit)
 }
 
 // inputOptions are what a bundle needs in its input beyond the document.
 type inputOptions struct {
 	// facts derives input.facts.
 	facts bool
-	// managedFields keeps the objects' metadata.managedFields.
-	managedFields bool
+	// omitPods and omitOthers are the members left out of the reviewed
+	// objects of Pods and of every other kind (see omit.go); nil keeps
+	// everything.
+	omitPods, omitOthers *omissions
+}
+
+func (o inputOptions) omissionsFor(group, kind string) *omissions {
+	if group == "" && kind == "Pod" {
+		return o.omitPods
+	}
+	return o.omitOthers
 }
 
 // configTerms are the AST forms of one configuration, input.config and

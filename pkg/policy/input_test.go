@@ -103,7 +103,7 @@ func TestDocumentValueMatchesJSON(t *testing.T) {
 
 	ct, err := newConfigTerms(cfg)
 	require.NoError(t, err)
-	got, err := doc.value(ct, newSharedKeys(), inputOptions{facts: true, managedFields: true})
+	got, err := doc.value(ct, newSharedKeys(), inputOptions{facts: true})
 	require.NoError(t, err)
 	// The value adds input.facts (see requestFacts) to the JSON contract.
 	require.NotNil(t, got.(ast.Object).Get(ast.StringTerm("facts")))

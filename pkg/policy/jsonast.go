@@ -25,17 +25,15 @@ func jsonValue(data []byte) (ast.Value, error) { return jsonValueKeys(data, nil)
 // which the caller never modifies: a pod repeats "name", "image",
 // "resources"... dozens of times, as keys and as values.
 func jsonValueKeys(data []byte, keys map[string]*ast.Term) (ast.Value, error) {
-	return objectValue(data, keys, true)
+	return objectValue(data, keys, nil)
 }
 
-// objectValue is jsonValueKeys for a Kubernetes object; without
-// managedFields, it leaves metadata.managedFields out, skipped unconverted
-// (see Bundle.inputOptions).
-func objectValue(data []byte, keys map[string]*ast.Term, managedFields bool) (ast.Value, error) {
+// objectValue is jsonValueKeys for a Kubernetes object, leaving out the
+// members omit names, skipped unconverted (see omit.go).
+func objectValue(data []byte, keys map[string]*ast.Term, omit *omissions) (ast.Value, error) {
 	// One copy of the document; unescaped strings are slices of it.
-	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32),
-		dropManagedFields: !managedFields}
-	v, err := p.value(0)
+	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
+	v, err := p.value(0, omit)
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +56,6 @@ type jsonParser struct {
 	// ast.NewObject copies its pairs, and arrays get an exact-size copy.
 	pairs [][2]*ast.Term
 	elems []*ast.Term
-	// dropManagedFields skips the top-level object's metadata.managedFields;
-	// inMetadata is set while its metadata is parsed.
-	dropManagedFields, inMetadata bool
 }
 
 const termBlock = 64
@@ -105,7 +100,10 @@ func (p *jsonParser) skipSpace() {
 	}
 }
 
-func (p *jsonParser) value(depth int) (ast.Value, error) {
+// value converts the next value; omit is the node of the omissions tree
+// for it (nil: keep everything), whose members an object leaves out and
+// an array's elements share.
+func (p *jsonParser) value(depth int, omit *omissions) (ast.Value, error) {
 	p.skipSpace()
 	if p.pos >= len(p.data) {
 		return nil, p.errorf("unexpected end of input")
@@ -114,9 +112,9 @@ func (p *jsonParser) value(depth int) (ast.Value, error) {
 	case (c == '{' || c == '[') && depth >= maxJSONDepth:
 		return nil, p.errorf("nested too deeply")
 	case c == '{':
-		return p.object(depth)
+		return p.object(depth, omit)
 	case c == '[':
-		return p.array(depth)
+		return p.array(depth, omit)
 	case c == '"':
 		s, err := p.str()
 		if err != nil {
@@ -135,7 +133,7 @@ func (p *jsonParser) value(depth int) (ast.Value, error) {
 	}
 }
 
-func (p *jsonParser) object(depth int) (ast.Value, error) {
+func (p *jsonParser) object(depth int, omit *omissions) (ast.Value, error) {
 	p.pos++ // {
 	base := len(p.pairs)
 	defer func() { p.pairs = p.pairs[:base] }()
@@ -161,18 +159,12 @@ func (p *jsonParser) object(depth int) (ast.Value, error) {
 			return nil, p.errorf("expected ':' after object key")
 		}
 		p.pos++
-		if p.dropManagedFields && depth == 1 && p.inMetadata && k == "managedFields" {
+		if member := omit.child(k); member != nil && member.omit {
 			if err := p.skipValue(); err != nil {
 				return nil, err
 			}
 		} else {
-			if depth == 0 {
-				p.inMetadata = p.dropManagedFields && k == "metadata"
-			}
-			v, err := p.value(depth + 1)
-			if depth == 0 {
-				p.inMetadata = false
-			}
+			v, err := p.value(depth+1, member)
 			if err != nil {
 				return nil, err
 			}
@@ -235,7 +227,7 @@ func lastPerKey(pairs [][2]*ast.Term) [][2]*ast.Term {
 	return out
 }
 
-func (p *jsonParser) array(depth int) (ast.Value, error) {
+func (p *jsonParser) array(depth int, omit *omissions) (ast.Value, error) {
 	p.pos++ // [
 	base := len(p.elems)
 	defer func() { p.elems = p.elems[:base] }()
@@ -244,8 +236,13 @@ func (p *jsonParser) array(depth int) (ast.Value, error) {
 		p.pos++
 		return ast.NewArray(), nil
 	}
+	if depth == 0 {
+		// The tree is of an object's members: a document that is an
+		// array keeps everything.
+		omit = nil
+	}
 	for {
-		v, err := p.value(depth + 1)
+		v, err := p.value(depth+1, omit)
 		if err != nil {
 			return nil, err
 		}

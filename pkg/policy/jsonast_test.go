@@ -96,25 +96,45 @@ func FuzzJSONValue(f *testing.F) {
 	})
 }
 
-// withoutManagedFields is what objectValue without managed fields must
-// produce: the document decoded, metadata.managedFields of the top-level
-// object deleted, converted. The error is OPA's conversion's (see
+// withoutMembers is what objectValue leaving out omit's members must
+// produce: the document decoded, those members deleted (arrays below the
+// top crossed), converted. The error is OPA's conversion's (see
 // FuzzJSONValue).
-func withoutManagedFields(tb testing.TB, data []byte) (ast.Value, error) {
+func withoutMembers(tb testing.TB, data []byte, omit *omissions) (ast.Value, error) {
 	tb.Helper()
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
 	require.NoError(tb, dec.Decode(&v))
-	if obj, ok := v.(map[string]any); ok {
-		if meta, ok := obj["metadata"].(map[string]any); ok {
-			delete(meta, managedFieldsKey)
+	var del func(v any, o *omissions)
+	del = func(v any, o *omissions) {
+		if o == nil {
+			return
 		}
+		switch x := v.(type) {
+		case map[string]any:
+			for k, member := range x {
+				if c := o.child(k); c != nil && c.omit {
+					delete(x, k)
+				} else {
+					del(member, c)
+				}
+			}
+		case []any:
+			for _, e := range x {
+				del(e, o)
+			}
+		}
+	}
+	if obj, ok := v.(map[string]any); ok {
+		del(obj, omit)
 	}
 	return ast.InterfaceToValue(v)
 }
 
-var managedFieldsSamples = []string{
+// omitSamples exercise the omissions: skipped values of every shape,
+// members of the same name elsewhere kept.
+var omitSamples = []string{
 	`{"metadata":{"name":"p","managedFields":[{"manager":"kubectl","fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{}}}}}}]},"spec":{}}`,
 	`{"metadata":{"managedFields":null}}`,
 	`{"metadata":{"managedFields":"a string with } ] , and \" \\ inside"}}`,
@@ -125,47 +145,71 @@ var managedFieldsSamples = []string{
 	`{"spec":{"template":{"metadata":{"managedFields":["kept: not the top-level object's"]}}},"metadata":{}}`,
 	`{"managedFields":["kept: top level"],"metadata":"not an object"}`,
 	`[{"metadata":{"managedFields":["kept: not an object at the top"]}}]`,
+	`{"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"1"}],"image":"i","ports":[{"containerPort":80}]},"not an object",{"env":null}],"env":"kept: not a container's"}}`,
+	`{"spec":{"initContainers":[[{"env":["nested arrays are crossed"],"command":["sh"]}]],"volumes":[{"name":"v","emptyDir":{}}]}}`,
+	`{"spec":{"affinity":{"podAntiAffinity":{"x":[1]},"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[]},"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":1}]}}},"status":{"phase":"Pending"}}`,
+	`{"spec":{"template":{"spec":{"containers":[{"env":["kept: a template's"]}]}}}}`,
 }
 
-func TestObjectValueLeavesOutManagedFields(t *testing.T) {
+// omitTrees are the trees the tests leave out: every kind's, a Pod's.
+func omitTrees() map[string]*omissions {
+	pods, others, _ := inputOmissions(nil)
+	return map[string]*omissions{"others": others, "pods": pods}
+}
+
+func TestObjectValueLeavesOutMembers(t *testing.T) {
 	pod, err := json.Marshal(mutatedPod(t, scaledConfig(10), benchPod()))
 	require.NoError(t, err)
-	for _, doc := range append(append(managedFieldsSamples, jsonSamples...), string(pod)) {
-		want, err := withoutManagedFields(t, []byte(doc))
-		require.NoError(t, err, doc)
-		got, err := objectValue([]byte(doc), newSharedKeys(), false)
-		require.NoError(t, err, doc)
-		require.Zero(t, want.Compare(got), "%s\ngot  %v\nwant %v", doc, got, want)
-		kept, err := objectValue([]byte(doc), newSharedKeys(), true)
-		require.NoError(t, err, doc)
-		require.Zero(t, jsonViaEncodingJSON(t, []byte(doc)).Compare(kept), doc)
+	for name, tree := range omitTrees() {
+		for _, doc := range append(append(omitSamples, jsonSamples...), string(pod)) {
+			want, err := withoutMembers(t, []byte(doc), tree)
+			require.NoError(t, err, doc)
+			got, err := objectValue([]byte(doc), newSharedKeys(), tree)
+			require.NoError(t, err, doc)
+			require.Zero(t, want.Compare(got), "%s: %s\ngot  %v\nwant %v", name, doc, got, want)
+			kept, err := objectValue([]byte(doc), newSharedKeys(), nil)
+			require.NoError(t, err, doc)
+			require.Zero(t, jsonViaEncodingJSON(t, []byte(doc)).Compare(kept), doc)
+		}
+		for _, doc := range []string{`{"metadata":{"managedFields":[{"a":1}`, `{"metadata":{"managedFields":"abc`, `{"metadata":{"managedFields":[[]}`, `{"spec":{"volumes":[{"a":"}]}}`} {
+			_, err := objectValue([]byte(doc), nil, tree)
+			require.Error(t, err, doc)
+		}
 	}
-	for _, doc := range []string{`{"metadata":{"managedFields":[{"a":1}`, `{"metadata":{"managedFields":"abc`, `{"metadata":{"managedFields":[[]}`} {
-		_, err := objectValue([]byte(doc), nil, false)
-		require.Error(t, err, doc)
-	}
+	// The benchmark pod loses most of its objects.
+	got, err := objectValue(pod, nil, omitTrees()["pods"])
+	require.NoError(t, err)
+	spec := got.(ast.Object).Get(ast.StringTerm("spec")).Value.(ast.Object)
+	require.Nil(t, spec.Get(ast.StringTerm("volumes")))
+	web := spec.Get(ast.StringTerm("containers")).Value.(*ast.Array).Elem(0).Value.(ast.Object)
+	require.Nil(t, web.Get(ast.StringTerm("env")))
+	require.NotNil(t, web.Get(ast.StringTerm("resources")))
+	require.NotNil(t, spec.Get(ast.StringTerm("tolerations")))
 }
 
-// FuzzObjectValue: on valid JSON, leaving managed fields out is deleting
-// them from the decoded document.
+// FuzzObjectValue: on valid JSON, leaving members out is deleting them
+// from the decoded document.
 func FuzzObjectValue(f *testing.F) {
-	for _, s := range append(managedFieldsSamples, jsonSamples...) {
+	for _, s := range append(omitSamples, jsonSamples...) {
 		f.Add([]byte(s))
 	}
+	trees := omitTrees()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if !json.Valid(data) {
 			return
 		}
-		got, err := objectValue(data, nil, false)
-		if err != nil {
-			t.Fatalf("rejected valid JSON %q: %v", data, err)
-		}
-		want, err := withoutManagedFields(t, data)
-		if err != nil {
-			return // see FuzzJSONValue
-		}
-		if want.Compare(got) != 0 {
-			t.Fatalf("%q: got %v, want %v", data, got, want)
+		for _, tree := range trees {
+			got, err := objectValue(data, nil, tree)
+			if err != nil {
+				t.Fatalf("rejected valid JSON %q: %v", data, err)
+			}
+			want, err := withoutMembers(t, data, tree)
+			if err != nil {
+				return // see FuzzJSONValue
+			}
+			if want.Compare(got) != 0 {
+				t.Fatalf("%q: got %v, want %v", data, got, want)
+			}
 		}
 	})
 }

@@ -127,7 +127,7 @@ func TestRealPolicies(t *testing.T) {
 			require.NoError(t, err)
 			terms, err := newConfigTerms(cfg)
 			require.NoError(t, err)
-			v, err := doc.value(terms, engine.keys, inputOptions{facts: true, managedFields: true})
+			v, err := doc.value(terms, engine.keys, inputOptions{facts: true})
 			require.NoError(t, err)
 			for _, drop := range [][]string{{"config_index"}, {"facts"}, {"config_index", "facts"}} {
 				stripped := ast.NewObject()

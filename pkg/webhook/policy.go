@@ -191,7 +191,7 @@ func (w *policyWatcher) Reconcile(ctx context.Context, _ reconcile.Request) (rec
 		return reconcile.Result{}, nil
 	}
 	w.install(b, "configmap")
-	w.log.Info("Serving policy bundle from ConfigMap", "configMap", w.key, "revision", b.Revision(), "rules", len(b.Catalog()), "tests", b.TestsRun())
+	w.log.Info("Serving policy bundle from ConfigMap", "configMap", w.key, "revision", b.Revision(), "rules", len(b.Catalog()), "tests", b.TestsRun(), "omittedMembers", b.OmittedMembers())
 	return reconcile.Result{}, nil
 }
 
