@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -192,6 +193,11 @@ func Load(ctx context.Context, fsys fs.FS, opts LoadOptions) (*Bundle, error) {
 	if len(sets) > 0 {
 		b.prefetch = hasPrefetch(compiler)
 		b.inputOptions = inputOptions{facts: readsInput(compiler, "facts")}
+		if b.inputOptions.facts {
+			if b.inputOptions.facts, err = libMirrorsFacts(ctx, compiler); err != nil {
+				return nil, err
+			}
+		}
 		b.inputOptions.omitPods, b.inputOptions.omitOthers, b.omitted = inputOmissions(namedStrings(compiler))
 		b.query, err = rego.New(
 			rego.Compiler(compiler),
@@ -293,6 +299,26 @@ func hasPrefetch(c *ast.Compiler) bool {
 // input unless a policy names it: the API server's field-ownership
 // records, about half of a pod as admission receives it.
 const managedFieldsKey = "managedFields"
+
+// libMirrorsFacts reports whether the bundle's helper library, if it has
+// one, reviews the kinds, subresources and container lists the engine
+// derives input.facts for: facts derived otherwise would not be what the
+// library computes without them. A bundle without the library's
+// definitions reads facts for what they are.
+func libMirrorsFacts(ctx context.Context, compiler *ast.Compiler) (bool, error) {
+	pq, err := rego.New(rego.Compiler(compiler), rego.Query(libScopeQuery)).PrepareForEval(ctx)
+	if err != nil {
+		return false, fmt.Errorf("preparing the helper library check: %w", err)
+	}
+	rs, err := pq.Eval(ctx)
+	if err != nil {
+		return false, fmt.Errorf("evaluating the helper library check: %w", err)
+	}
+	if len(rs) == 0 {
+		return true, nil
+	}
+	return reflect.DeepEqual(rs[0].Bindings["x"], libScopeValue()), nil
+}
 
 // readsInput reports whether a policy refers to input.<field>: the engine
 // derives input.facts only for bundles that read it.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/harbormaster-dev/harbormaster/policies"
+	"io/fs"
 	"os"
 	"os/exec"
 	"regexp"
@@ -264,6 +266,26 @@ func TestFactsOnlyForBundlesReadingThem(t *testing.T) {
 `)})
 	require.NoError(t, err)
 	require.True(t, b.inputOptions.facts)
+
+	// A helper library reviewing other kinds or subresources than the
+	// engine derives facts for gets none: the facts would not be its own.
+	lib, err := fs.ReadFile(policies.FS, "lib/lib.rego")
+	require.NoError(t, err)
+	withLib := func(lib string) *Bundle {
+		b, err := loadMap(t, map[string]string{"lib/lib.rego": lib, "a.rego": module("harbormaster.a", okCustom, okDeny)})
+		require.NoError(t, err)
+		return b
+	}
+	require.True(t, withLib(string(lib)).inputOptions.facts)
+	for _, edit := range [][2]string{
+		{`	"CronJob": {"group": "batch", "template": ["spec", "jobTemplate", "spec", "template"]},` + "\n", ""},
+		{`pod_subresources := {"", "resize", "ephemeralcontainers"}`, `pod_subresources := {"", "resize"}`},
+		{`container_kinds := ["containers", "initContainers", "ephemeralContainers"]`, `container_kinds := ["containers", "initContainers"]`},
+	} {
+		changed := strings.Replace(string(lib), edit[0], edit[1], 1)
+		require.NotEqual(t, string(lib), changed, edit[0])
+		require.False(t, withLib(changed).inputOptions.facts, edit[0])
+	}
 }
 
 // The engine leaves the omittable members out of the input unless a

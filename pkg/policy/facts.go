@@ -1,11 +1,15 @@
 package policy
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
+	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/harbormaster-dev/harbormaster/pkg/config"
 )
 
 // input.facts: what the policies would otherwise derive from the reviewed
@@ -21,30 +25,71 @@ func containerKinds() [3]string {
 	return [...]string{"containers", "initContainers", "ephemeralContainers"}
 }
 
+// reviewedKind is one entry of lib.rego's reviewed_kinds: a kind the
+// policies review, and the path of the pod template inside its objects.
+type reviewedKind struct {
+	group, kind string
+	template    []string
+}
+
+func reviewedKinds() []reviewedKind {
+	spec := []string{"spec", "template"}
+	return []reviewedKind{
+		{"", "Pod", []string{}},
+		{"apps", "Deployment", spec},
+		{"apps", "ReplicaSet", spec},
+		{"apps", "StatefulSet", spec},
+		{"apps", "DaemonSet", spec},
+		{"batch", "Job", spec},
+		{"batch", "CronJob", []string{"spec", "jobTemplate", "spec", "template"}},
+	}
+}
+
 // podTemplatePath is where lib.rego's reviewed_kinds finds the pod template
 // of an object of the given group and kind. ok is false for kinds the
-// policies do not review, which get no facts. The policies use the facts
-// only when this path equals their own (input.facts.template), so a kind
-// they review differently falls back to their own computation.
+// policies do not review, which get no facts.
 func podTemplatePath(group, kind string) (path []string, ok bool) {
-	switch {
-	case group == "" && kind == "Pod":
-		return []string{}, true
-	case group == "apps" && (kind == "Deployment" || kind == "ReplicaSet" || kind == "StatefulSet" || kind == "DaemonSet"),
-		group == "batch" && kind == "Job":
-		return []string{"spec", "template"}, true
-	case group == "batch" && kind == "CronJob":
-		return []string{"spec", "jobTemplate", "spec", "template"}, true
+	for _, k := range reviewedKinds() {
+		if k.group == group && k.kind == kind {
+			return k.template, true
+		}
 	}
 	return nil, false
 }
 
-// requestFacts returns input.facts for obj, the reviewed object of a
-// request for group/kind, or nil for kinds the policies do not review:
+// libScopeQuery reads the definitions of lib.rego the facts mirror; a
+// bundle whose helper library defines them otherwise gets no facts
+// (Bundle.inputOptions).
+const libScopeQuery = "x := [data.harbormaster.lib.reviewed_kinds, data.harbormaster.lib.pod_subresources, data.harbormaster.lib.container_kinds]"
+
+// libScopeValue is what libScopeQuery gives for the definitions facts.go
+// mirrors, as the Go values of a result set.
+func libScopeValue() any {
+	kinds := map[string]any{}
+	for _, k := range reviewedKinds() {
+		template := make([]any, len(k.template))
+		for i, s := range k.template {
+			template[i] = s
+		}
+		kinds[k.kind] = map[string]any{"group": k.group, "template": template}
+	}
+	var subresources, containers []any
+	for _, s := range podSubresources() {
+		subresources = append(subresources, s)
+	}
+	for _, s := range containerKinds() {
+		containers = append(containers, s)
+	}
+	// Sets come back as arrays in OPA's order, which sorts strings.
+	slices.SortFunc(subresources, func(a, b any) int { return strings.Compare(a.(string), b.(string)) })
+	return []any{kinds, subresources, containers}
+}
+
+// requestFacts returns the object facts of input.facts for obj, the
+// reviewed object of a request for group/kind, or nil for kinds the
+// policies do not review:
 //
-//	object:     obj itself (the same term): the policies use the facts only
-//	            while input.request.object is this object
-//	template:   the pod template path the facts were derived with
+//	kind_info:  lib.kind_info, {"group": group, "template": path}
 //	containers: lib.containers, every container entry of the pod spec
 //	images:     {image: lib.normalize_image(image)} for their string images
 //	unset_limits: {"cpu": n, "memory": n}: how many containers and init
@@ -53,11 +98,13 @@ func podTemplatePath(group, kind string) (path []string, ok bool) {
 //	            lib.quantity parses it, when one sets it and every one set
 //	            parses (HM-RS-004 checks limits below a floor)
 //
-// Container objects are obj's own terms, shared, not copied.
-func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) *ast.Term {
+// and the pod labels scopeFacts reads. Container objects are obj's own
+// terms, shared, not copied. Document.value adds the scope facts and the
+// terms the facts were derived from (see scopeFacts).
+func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) ([][2]*ast.Term, ast.Object) {
 	path, ok := podTemplatePath(group, kind)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	// lib.pod_template and lib.pod_spec: a missing or non-object step reads
 	// as {}.
@@ -109,14 +156,71 @@ func requestFacts(group, kind string, obj ast.Value, keys map[string]*ast.Term) 
 			}
 		}
 	}
-	return ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("object"), ast.NewTerm(obj)),
-		ast.Item(ast.InternedTerm("template"), stringsTerm(path)),
+	// lib.pod_labels.
+	labels := asObject(valueAt(asObject(valueAt(template, "metadata")), "labels"))
+	return [][2]*ast.Term{
+		ast.Item(ast.InternedTerm("kind_info"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("group"), ast.StringTerm(group)),
+			ast.Item(ast.InternedTerm("template"), stringsTerm(path)),
+		)),
 		ast.Item(ast.InternedTerm("containers"), ast.SetTerm(entries...)),
 		ast.Item(ast.InternedTerm("images"), ast.NewTerm(images)),
 		ast.Item(ast.InternedTerm("unset_limits"), limits.unsetTerm()),
 		ast.Item(ast.InternedTerm("least_limits"), limits.leastTerm()),
-	)
+	}, labels
+}
+
+// podSubresources are lib.rego's pod_subresources: the Pod subresources
+// whose requests the policies review.
+func podSubresources() [3]string { return [...]string{"", "resize", "ephemeralcontainers"} }
+
+// scopeFacts are the facts of the request's scope, which every rule
+// reads first: what lib.rego's helpers of the same names compute from the
+// request, the tenant and the configuration.
+//
+//	reviewable:          lib.reviewable (false where it is undefined)
+//	tenant_review:       lib.tenant_review (likewise)
+//	allowed_host_groups: lib.allowed_host_groups
+//	owned_pools:         lib.owned_pools, for a pod labelled podLabels
+//
+// A request of an unreviewed kind has no facts at all.
+func scopeFacts(d Document, cfg *config.Config, idx *ConfigIndex, podLabels ast.Object) [][2]*ast.Term {
+	req := d.Request
+	reviewable := false
+	if op := req.Operation; (op == admissionv1.Create || op == admissionv1.Update) && !d.ExemptNamespace {
+		if req.Kind.Group == "" && req.Kind.Kind == "Pod" {
+			subresources := podSubresources()
+			reviewable = slices.Contains(subresources[:], req.SubResource)
+		} else {
+			reviewable = req.SubResource == ""
+		}
+	}
+	allowed := []*ast.Term{}
+	owned := []*ast.Term{}
+	if t := d.Tenant; t != nil {
+		for _, g := range t.HostGroups {
+			if _, ok := cfg.HostGroups[g]; ok {
+				allowed = append(allowed, ast.StringTerm(g))
+			}
+		}
+		appLabel := cfg.DedicatedAppLabel
+		if appLabel == "" {
+			appLabel = config.DefaultDedicatedAppLabel
+		}
+		podApp := podLabels.Get(ast.StringTerm(appLabel))
+		for _, name := range idx.PoolsByTenant[t.Name] {
+			app := cfg.DedicatedPools[name].App
+			if app == "" || (podApp != nil && podApp.Value.Compare(ast.String(app)) == 0) {
+				owned = append(owned, ast.StringTerm(name))
+			}
+		}
+	}
+	return [][2]*ast.Term{
+		ast.Item(ast.InternedTerm("reviewable"), ast.InternedTerm(reviewable)),
+		ast.Item(ast.InternedTerm("tenant_review"), ast.InternedTerm(reviewable && d.Tenant != nil)),
+		ast.Item(ast.InternedTerm("allowed_host_groups"), ast.SetTerm(allowed...)),
+		ast.Item(ast.InternedTerm("owned_pools"), ast.SetTerm(owned...)),
+	}
 }
 
 // limitResources are the limits HM-RS-001 and HM-RS-004 look at.

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
@@ -10,7 +11,11 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/harbormaster-dev/harbormaster/pkg/config"
 	"github.com/harbormaster-dev/harbormaster/policies"
 )
 
@@ -106,6 +111,37 @@ func factsTestObjects(tb testing.TB) map[string]struct {
 	}
 }
 
+// engineInput is the input the engine builds for a request reviewing
+// object (raw JSON) of group/kind, with its facts, and the same input
+// without them.
+func engineInput(tb testing.TB, req *admissionv1.AdmissionRequest, ns Namespace, cfg *config.Config) (withFacts, withoutFacts ast.Object) {
+	tb.Helper()
+	terms, err := newConfigTerms(cfg)
+	require.NoError(tb, err)
+	doc, err := buildDocument(Input{Request: req, Namespace: ns, Config: cfg}, cfg, terms.indexDoc)
+	require.NoError(tb, err)
+	v, err := doc.value(terms, newSharedKeys(), inputOptions{facts: true})
+	require.NoError(tb, err)
+	withFacts = v.(ast.Object)
+	withoutFacts = ast.NewObject()
+	withFacts.Foreach(func(k, v *ast.Term) {
+		if !k.Equal(ast.StringTerm("facts")) {
+			withoutFacts.Insert(k, v)
+		}
+	})
+	return withFacts, withoutFacts
+}
+
+func reviewRequest(group, kind, object string) *admissionv1.AdmissionRequest {
+	return &admissionv1.AdmissionRequest{
+		UID:       "facts",
+		Kind:      metav1.GroupVersionKind{Group: group, Version: "v1", Kind: kind},
+		Namespace: "team-a-dev",
+		Operation: admissionv1.Create,
+		Object:    runtime.RawExtension{Raw: []byte(object)},
+	}
+}
+
 // The facts the engine derives agree with what lib.rego computes without
 // them: its container entries and normalized images. Any change to those
 // helpers must be mirrored in facts.go.
@@ -139,16 +175,8 @@ func TestFactsAgreeWithPolicies(t *testing.T) {
 	taken := libQuery(t, "x := data.harbormaster.lib.facts")
 	for name, tt := range factsTestObjects(t) {
 		t.Run(name, func(t *testing.T) {
-			object, err := jsonValue([]byte(tt.object))
-			require.NoError(t, err)
-			input := ast.NewObject(ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
-				ast.Item(ast.StringTerm("kind"), ast.ObjectTerm(
-					ast.Item(ast.StringTerm("group"), ast.StringTerm(tt.group)),
-					ast.Item(ast.StringTerm("kind"), ast.StringTerm(tt.kind)),
-				)),
-				ast.Item(ast.StringTerm("object"), ast.NewTerm(object)),
-			)))
-			facts := requestFacts(tt.group, tt.kind, object, newSharedKeys())
+			withFacts, input := engineInput(t, reviewRequest(tt.group, tt.kind, tt.object), Namespace{Labels: tenantLabels()}, scaledConfig(10))
+			facts := withFacts.Get(ast.StringTerm("facts"))
 			require.NotNil(t, facts)
 
 			wantEntries := evalTerm(t, entries, input)
@@ -167,46 +195,153 @@ func TestFactsAgreeWithPolicies(t *testing.T) {
 
 			// With the facts, the policies take them (and still give the
 			// same containers).
-			withFacts := input.Copy()
-			withFacts.Insert(ast.StringTerm("facts"), facts)
 			require.NotNil(t, evalTerm(t, taken, withFacts))
 			require.Zero(t, wantEntries.Value.Compare(evalTerm(t, used, withFacts).Value))
 		})
 	}
 	t.Run("unreviewed kinds get no facts", func(t *testing.T) {
-		require.Nil(t, requestFacts("", "ConfigMap", ast.NewObject(), nil))
-		require.Nil(t, requestFacts("example.com", "Deployment", ast.NewObject(), nil))
+		for _, kind := range []metav1.GroupVersionKind{{Kind: "ConfigMap"}, {Group: "example.com", Kind: "Deployment"}} {
+			facts, _ := requestFacts(kind.Group, kind.Kind, ast.NewObject(), nil)
+			require.Nil(t, facts)
+			withFacts, _ := engineInput(t, reviewRequest(kind.Group, kind.Kind, `{}`), Namespace{Labels: tenantLabels()}, scaledConfig(10))
+			require.Nil(t, withFacts.Get(ast.StringTerm("facts")))
+		}
 	})
 }
 
-// The policies ignore facts that were not derived from input.request.object
-// (a rule evaluating with another object) or along another template path.
-func TestFactsOnlyForTheirObject(t *testing.T) {
+// scopeHelpers are the helpers the scope facts stand for; where the
+// boolean ones are false with the facts, they are undefined without them
+// (both fail as conditions).
+func scopeHelpers() []string {
+	return []string{"kind_info", "reviewable", "tenant_review", "allowed_host_groups", "owned_pools", "pod_labels", "is_pod", "is_workload"}
+}
+
+// scopeConfig has what the scope facts depend on: groups a tenant lists
+// but the config lacks, pools restricted to apps under a custom label, a
+// pool of an unknown tenant.
+func scopeConfig(appLabel string) *config.Config {
+	cfg := scaledConfig(10)
+	cfg.DedicatedAppLabel = appLabel
+	team := cfg.Tenants["team-a"]
+	team.HostGroups = append(team.HostGroups, "undefined-group", "general")
+	cfg.Tenants["team-a"] = team
+	cfg.Tenants["no-groups"] = config.Tenant{}
+	cfg.DedicatedPools["web-only"] = config.DedicatedPool{Tenant: "team-a", App: "web"}
+	cfg.DedicatedPools["db-only"] = config.DedicatedPool{Tenant: "team-a", App: "db"}
+	cfg.DedicatedPools["ghost"] = config.DedicatedPool{Tenant: "ghost-tenant"}
+	cfg.ExemptNamespaces = append(cfg.ExemptNamespaces, "team-a-exempt")
+	return cfg
+}
+
+// The scope facts agree with lib.rego's helpers over requests of every
+// operation, subresource, kind, tenant, namespace exemption and app label.
+func TestScopeFactsAgreeWithPolicies(t *testing.T) {
+	helpers := map[string]rego.PreparedEvalQuery{}
+	for _, h := range scopeHelpers() {
+		helpers[h] = libQuery(t, "x := data.harbormaster.lib."+h)
+	}
+	asBool := func(t *ast.Term) *ast.Term {
+		if t == nil {
+			return ast.BooleanTerm(false)
+		}
+		return t
+	}
+	objects := factsTestObjects(t)
+	objects["pod labelled db"] = struct {
+		group, kind string
+		object      string
+	}{"", "Pod", `{"metadata": {"labels": {"app.kubernetes.io/name": "db", "component": "web"}}, "spec": {}}`}
+	objects["pod with odd labels"] = struct {
+		group, kind string
+		object      string
+	}{"", "Pod", `{"metadata": {"labels": {"app.kubernetes.io/name": 7}}}`}
+	namespaces := map[string]Namespace{
+		"team-a":         {Name: "team-a-dev", Labels: tenantLabels()},
+		"no tenant":      {Name: "plain"},
+		"unknown tenant": {Name: "x", Labels: map[string]string{config.LabelTenant: "ghost-tenant"}},
+		"no groups":      {Name: "y", Labels: map[string]string{config.LabelTenant: "no-groups"}},
+		"exempt":         {Name: "team-a-exempt", Labels: tenantLabels()},
+		"system":         {Name: "kube-system", Labels: tenantLabels()},
+	}
+	// The decisions too, once per request shape.
+	bundle := loadEmbedded(t, nil)
+	decide := func(t *testing.T, input ast.Value, cfg *config.Config) []Violation {
+		rs, err := bundle.query.Eval(context.Background(), rego.EvalParsedInput(input))
+		require.NoError(t, err)
+		v, err := bundle.violations(rs, cfg.Policy.Enforcement)
+		require.NoError(t, err)
+		return v
+	}
+	cases, decided := 0, 0
+	for _, appLabel := range []string{"", "component"} {
+		cfg := scopeConfig(appLabel)
+		for name, obj := range objects {
+			for nsName, ns := range namespaces {
+				for _, op := range []admissionv1.Operation{admissionv1.Create, admissionv1.Update, admissionv1.Delete, admissionv1.Connect} {
+					for _, sub := range []string{"", "resize", "ephemeralcontainers", "status", "scale"} {
+						req := reviewRequest(obj.group, obj.kind, obj.object)
+						req.Operation, req.SubResource = op, sub
+						withFacts, withoutFacts := engineInput(t, req, ns, cfg)
+						if withFacts.Get(ast.StringTerm("facts")) == nil {
+							continue
+						}
+						for h, pq := range helpers {
+							want, got := evalTerm(t, pq, withoutFacts), evalTerm(t, pq, withFacts)
+							if h == "reviewable" || h == "tenant_review" {
+								want, got = asBool(want), asBool(got)
+							}
+							msg := fmt.Sprintf("%s of %s in %s, %s %q, app label %q:\nfacts    %v\nlib.rego %v", h, name, nsName, op, sub, appLabel, got, want)
+							require.Equal(t, want == nil, got == nil, msg)
+							if want != nil {
+								require.Zero(t, want.Value.Compare(got.Value), msg)
+							}
+						}
+						cases++
+						if appLabel == "" && (sub == "" || sub == "resize") {
+							require.Equal(t, decide(t, withoutFacts, cfg), decide(t, withFacts, cfg), "%s in %s, %s %q", name, nsName, op, sub)
+							decided++
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d requests, %d decisions", cases, decided)
+}
+
+// The policies ignore facts that were not derived from this very request,
+// tenant and configuration (a rule evaluating with another object).
+func TestFactsOnlyForTheirRequest(t *testing.T) {
 	facts := libQuery(t, "x := data.harbormaster.lib.facts")
 	containers := libQuery(t, "x := count(data.harbormaster.lib.containers)")
-	input := func(kind, object string, factsKind string, factsObject string) ast.Value {
-		obj, err := jsonValue([]byte(object))
-		require.NoError(t, err)
-		fobj := obj
-		if factsObject != object {
-			fobj, err = jsonValue([]byte(factsObject))
-			require.NoError(t, err)
-		}
-		return ast.NewObject(
-			ast.Item(ast.StringTerm("request"), ast.ObjectTerm(
-				ast.Item(ast.StringTerm("kind"), ast.ObjectTerm(ast.Item(ast.StringTerm("group"), ast.StringTerm("apps")), ast.Item(ast.StringTerm("kind"), ast.StringTerm(kind)))),
-				ast.Item(ast.StringTerm("object"), ast.NewTerm(obj)),
-			)),
-			ast.Item(ast.StringTerm("facts"), requestFacts("apps", factsKind, fobj, nil)),
-		)
-	}
 	one := `{"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}`
 	two := `{"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}}`
-	require.NotNil(t, evalTerm(t, facts, input("Deployment", one, "Deployment", one)))
-	// An equal object decoded separately: the facts hold for it too.
-	require.NotNil(t, evalTerm(t, facts, input("Deployment", one, "Deployment", strings.ReplaceAll(one, " ", ""))))
-	require.Nil(t, evalTerm(t, facts, input("Deployment", two, "Deployment", one)))
-	require.Equal(t, ast.IntNumberTerm(2), evalTerm(t, containers, input("Deployment", two, "Deployment", one)))
+	ns, cfg := Namespace{Labels: tenantLabels()}, scaledConfig(10)
+	withOne, _ := engineInput(t, reviewRequest("apps", "Deployment", one), ns, cfg)
+	withTwo, _ := engineInput(t, reviewRequest("apps", "Deployment", two), ns, cfg)
+	require.NotNil(t, evalTerm(t, facts, withOne))
+
+	// Another request's facts (as a rule evaluating `with` another object
+	// sees them), tenant, configuration or exemption: not taken.
+	swapped := withTwo.Copy()
+	swapped.Insert(ast.StringTerm("facts"), withOne.Get(ast.StringTerm("facts")))
+	require.Nil(t, evalTerm(t, facts, swapped))
+	require.Equal(t, ast.IntNumberTerm(2), evalTerm(t, containers, swapped))
+	for key, other := range map[string]*ast.Term{
+		"tenant":           ast.NullTerm(),
+		"config":           ast.ObjectTerm(),
+		"exempt_namespace": ast.BooleanTerm(true),
+	} {
+		changed := withOne.Copy()
+		changed.Insert(ast.StringTerm(key), other)
+		require.Nil(t, evalTerm(t, facts, changed), key)
+	}
+	// An equal request, tenant and configuration decoded separately: the
+	// facts hold for them too.
+	again, _ := engineInput(t, reviewRequest("apps", "Deployment", strings.ReplaceAll(one, " ", "")), ns, cfg)
+	equal := again.Copy()
+	equal.Insert(ast.StringTerm("facts"), withOne.Get(ast.StringTerm("facts")))
+	require.NotNil(t, evalTerm(t, facts, equal))
 }
 
 func TestNormalizeImageAgreesWithPolicies(t *testing.T) {

@@ -147,20 +147,31 @@ func (d Document) value(cfg configTerms, keys map[string]*ast.Term, opts inputOp
 	for k, v := range d.Namespace.Labels {
 		labels = append(labels, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
 	}
+	reqTerm, exempt := ast.NewTerm(req), ast.InternedTerm(d.ExemptNamespace)
 	items := make([][2]*ast.Term, 0, 7)
 	if obj := req.Get(ast.InternedTerm("object")); obj != nil && opts.facts {
-		if facts := requestFacts(d.Request.Kind.Group, d.Request.Kind.Kind, obj.Value, keys); facts != nil {
-			items = append(items, ast.Item(ast.InternedTerm("facts"), facts))
+		if facts, labels := requestFacts(d.Request.Kind.Group, d.Request.Kind.Kind, obj.Value, keys); facts != nil {
+			facts = append(facts, scopeFacts(d, d.Config, cfg.indexDoc, labels)...)
+			// What the facts were derived from, the very terms of this
+			// input: the policies take the facts only while these are
+			// input's (a rule may evaluate `with` another object).
+			facts = append(facts,
+				ast.Item(ast.InternedTerm("request"), reqTerm),
+				ast.Item(ast.InternedTerm("tenant"), tenant),
+				ast.Item(ast.InternedTerm("exempt_namespace"), exempt),
+				ast.Item(ast.InternedTerm("config"), cfg.config),
+			)
+			items = append(items, ast.Item(ast.InternedTerm("facts"), ast.ObjectTerm(facts...)))
 		}
 	}
 	return ast.NewObject(append(items,
-		ast.Item(ast.InternedTerm("request"), ast.NewTerm(req)),
+		ast.Item(ast.InternedTerm("request"), reqTerm),
 		ast.Item(ast.InternedTerm("namespace"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("name"), ast.StringTerm(d.Namespace.Name)),
 			ast.Item(ast.InternedTerm("labels"), ast.ObjectTerm(labels...)),
 		)),
 		ast.Item(ast.InternedTerm("tenant"), tenant),
-		ast.Item(ast.InternedTerm("exempt_namespace"), ast.InternedTerm(d.ExemptNamespace)),
+		ast.Item(ast.InternedTerm("exempt_namespace"), exempt),
 		ast.Item(ast.InternedTerm("config"), cfg.config),
 		ast.Item(ast.InternedTerm("config_index"), cfg.index),
 	)...), nil

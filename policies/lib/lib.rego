@@ -52,7 +52,12 @@ sub_resource := object.get(input, ["request", "subResource"], "")
 operation := object.get(input, ["request", "operation"], "")
 
 # The group is checked too: a custom resource may reuse a built-in kind name.
-kind_info := reviewed_kinds[request_kind] if reviewed_kinds[request_kind].group == request_group
+# The engine derives it (input.facts, see below) as it derives the rest of
+# the request's scope: reviewable, tenant_review, allowed_host_groups and
+# owned_pools, which every rule reads first.
+kind_info := k if {
+	k := facts.kind_info
+} else := reviewed_kinds[request_kind] if reviewed_kinds[request_kind].group == request_group
 
 is_pod if {
 	kind_info
@@ -71,15 +76,16 @@ is_update if operation == "UPDATE"
 exempt_namespace if input.exempt_namespace == true
 
 # reviewable: a CREATE or UPDATE of a reviewed object outside exempt
-# namespaces. DELETE and CONNECT never produce violations.
-reviewable if {
+# namespaces. DELETE and CONNECT never produce violations. False or
+# undefined otherwise; rules read it as a condition, for which both fail.
+reviewable := r if {
+	r := facts.reviewable
+} else if {
 	operation in {"CREATE", "UPDATE"}
 	is_pod
 	sub_resource in pod_subresources
 	not exempt_namespace
-}
-
-reviewable if {
+} else if {
 	operation in {"CREATE", "UPDATE"}
 	is_workload
 	sub_resource == ""
@@ -93,8 +99,11 @@ is_tenant_request if {
 	not exempt_namespace
 }
 
-# tenant_review: what every tenant rule requires.
-tenant_review if {
+# tenant_review: what every tenant rule requires (false or undefined
+# otherwise, as reviewable).
+tenant_review := r if {
+	r := facts.tenant_review
+} else if {
 	reviewable
 	is_tenant_request
 }
@@ -265,21 +274,28 @@ container_entries contains entry if {
 	}
 }
 
-# facts: what the engine derives from the reviewed object (see
-# policies/README.md): the containers, their images normalized, and their
-# cpu and memory limits counted and the smallest parsed. Taken only when
-# derived from this very object (a rule may evaluate with another, as
-# old_gpus_used does) along the pod template path these helpers use; inputs
-# without it (tests, hand-written inputs) get the same answers computed
-# here.
+# facts: what the engine derives from the request (see policies/README.md):
+# the request's scope (kind_info, reviewable, tenant_review,
+# allowed_host_groups, owned_pools), the containers, their images
+# normalized, and their cpu and memory limits counted and the smallest
+# parsed. Taken only when derived from this very request, tenant and
+# configuration (a rule may evaluate with another object, as old_gpus_used
+# does); inputs without it (tests, hand-written inputs) get the same
+# answers computed here. The engine checks when it loads a bundle that
+# these helpers review the kinds, subresources and container lists it
+# derives the facts for.
 facts := f if {
 	f := input.facts
 
-	# Derived from this very object: != compares the terms' identity first,
-	# where == would unify the two objects key by key.
-	other_object := f.object != input.request.object
-	not other_object
-	f.template == kind_info.template
+	# != compares the terms' identity first, where == would unify the two
+	# objects key by key.
+	other_request := f.request != input.request
+	not other_request
+	other_tenant := f.tenant != input.tenant
+	not other_tenant
+	other_config := f.config != input.config
+	not other_config
+	f.exempt_namespace == input.exempt_namespace
 }
 
 # ---------------------------------------------------------------------------
@@ -393,7 +409,9 @@ host_groups := g if {
 } else := {}
 
 # Tenant groups the config defines: the mutation confines to these only.
-allowed_host_groups := {g | some g in tenant_host_groups; host_groups[g]}
+allowed_host_groups := g if {
+	g := facts.allowed_host_groups
+} else := {g | some g in tenant_host_groups; host_groups[g]}
 
 # host_group_requirements[g]: the group's selector as normalized
 # requirements, matchLabels as "In [value]".
@@ -447,7 +465,9 @@ dedicated_app_label := l if {
 } else := default_dedicated_app_label
 
 # owned_pools: pools of the pod's tenant whose app (if any) is the pod's.
-owned_pools := {name |
+owned_pools := p if {
+	p := facts.owned_pools
+} else := {name |
 	tenant_name != ""
 	some name in tenant_pool_names
 	pool_app_matches(as_object(dedicated_pools[name]))
