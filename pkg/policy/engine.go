@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,8 @@ type Engine struct {
 	defaultConfig *config.Config
 	// keys are shared terms for common object keys of the input; read only.
 	keys map[string]*ast.Term
+	// caches are idle virtual caches, reset, for the next evaluations.
+	caches sync.Pool
 }
 
 // cachedConfig holds the AST forms of the last configuration seen and of
@@ -68,6 +71,7 @@ const EvalStackBytes = 128 << 10
 // NewEngine returns an engine serving b, which may be nil until Swap.
 func NewEngine(b *Bundle, opts EngineOptions) *Engine {
 	e := &Engine{timeout: opts.Timeout, strictBuiltin: opts.StrictBuiltinErrors, defaultConfig: config.Default(), keys: newSharedKeys()}
+	e.caches.New = func() any { return newVirtualCache() }
 	if e.timeout <= 0 {
 		e.timeout = DefaultEvalTimeout
 	}
@@ -127,7 +131,14 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(newVirtualCache())}
+	// OPA is done with the cache when Eval returns: its results are
+	// converted to Go values.
+	cache := e.caches.Get().(*virtualCache)
+	defer func() {
+		cache.reset()
+		e.caches.Put(cache)
+	}()
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(cache)}
 	var builtinErrs []topdown.Error
 	if e.strictBuiltin {
 		opts = append(opts, rego.EvalBuiltinErrorList(&builtinErrs))

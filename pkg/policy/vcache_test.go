@@ -2,6 +2,7 @@ package policy
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -10,7 +11,8 @@ import (
 )
 
 // virtualCache answers every Get as OPA's own cache does, over random
-// sequences of Put, Get, Push and Pop on overlapping references.
+// sequences of Put, Get, Push and Pop on overlapping references; one cache
+// serves every round, reset in between, as the engine reuses them.
 func TestVirtualCacheMatchesOPA(t *testing.T) {
 	refs := []ast.Ref{
 		ast.MustParseRef("data.a"), ast.MustParseRef("data.a.b"), ast.MustParseRef("data.a.b.c"),
@@ -19,8 +21,10 @@ func TestVirtualCacheMatchesOPA(t *testing.T) {
 	}
 	values := []*ast.Term{nil, ast.IntNumberTerm(1), ast.StringTerm("v"), ast.MustParseTerm(`{"k": [true]}`)}
 	r := rand.New(rand.NewPCG(1, 2))
+	got := newVirtualCache()
 	for round := range 200 {
-		want, got := topdown.NewVirtualCache(), newVirtualCache()
+		want := topdown.NewVirtualCache()
+		got.reset()
 		depth := 0
 		for step := range 200 {
 			ref := refs[r.IntN(len(refs))]
@@ -48,6 +52,28 @@ func TestVirtualCacheMatchesOPA(t *testing.T) {
 			}
 		}
 		require.ElementsMatch(t, refStrings(want.Keys()), refStrings(got.Keys()), "round %d", round)
+	}
+	// Past a block's worth of entries and references, and after reset
+	// nothing of the last evaluation is reachable.
+	got.reset()
+	for i := range 3 * cacheEntryBlock {
+		got.Put(ast.Ref{ast.DefaultRootDocument, ast.IntNumberTerm(i), ast.StringTerm(strings.Repeat("x", i%7))}, ast.IntNumberTerm(i))
+	}
+	for i := range 3 * cacheEntryBlock {
+		v, undefined := got.Get(ast.Ref{ast.DefaultRootDocument, ast.IntNumberTerm(i), ast.StringTerm(strings.Repeat("x", i%7))})
+		require.False(t, undefined)
+		require.Equal(t, ast.IntNumberTerm(i), v)
+	}
+	got.reset()
+	require.Empty(t, got.Keys())
+	for _, b := range got.blocks {
+		for _, e := range b {
+			require.Zero(t, e)
+		}
+	}
+	require.Empty(t, got.refs)
+	for _, r := range got.refs[:cap(got.refs)] {
+		require.Nil(t, r)
 	}
 }
 
