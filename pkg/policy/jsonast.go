@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -31,8 +32,7 @@ func jsonValueKeys(data []byte, keys map[string]*ast.Term) (ast.Value, error) {
 // objectValue is jsonValueKeys for a Kubernetes object, leaving out the
 // members omit names, skipped unconverted (see omit.go).
 func objectValue(data []byte, keys map[string]*ast.Term, omit *omissions) (ast.Value, error) {
-	// One copy of the document; unescaped strings are slices of it.
-	p := jsonParser{data: data, src: string(data), keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
+	p := jsonParser{data: data, keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
 	v, err := p.value(0, omit)
 	if err != nil {
 		return nil, err
@@ -43,10 +43,15 @@ func objectValue(data []byte, keys map[string]*ast.Term, omit *omissions) (ast.V
 	return v, nil
 }
 
+// jsonParser copies out of data only the strings it converts and does not
+// share (keys), into blocks of its own: no copy of the whole document, most
+// of which a reviewed object's omissions skip, and no allocation per string.
 type jsonParser struct {
 	data []byte
-	src  string
 	pos  int
+	// strs is the block copyString appends to; its bytes are never written
+	// again once a string refers to them.
+	strs []byte
 	keys map[string]*ast.Term
 	// slab hands out terms in blocks: one allocation per termBlock terms.
 	slab []ast.Term
@@ -58,7 +63,29 @@ type jsonParser struct {
 	elems []*ast.Term
 }
 
-const termBlock = 64
+const (
+	termBlock   = 64
+	stringBlock = 1024
+)
+
+// copyString returns raw as a string of its own, in the parser's current
+// block of strings. A block is only appended to, and each string covers
+// bytes written before it was made, so strings never see a later write
+// (as with strings.Builder).
+func (p *jsonParser) copyString(raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	if len(raw) > stringBlock/4 {
+		return string(raw)
+	}
+	if cap(p.strs)-len(p.strs) < len(raw) {
+		p.strs = make([]byte, 0, stringBlock)
+	}
+	start := len(p.strs)
+	p.strs = append(p.strs, raw...)
+	return unsafe.String(&p.strs[start], len(raw))
+}
 
 func (p *jsonParser) term(v ast.Value) *ast.Term {
 	if len(p.slab) == 0 {
@@ -116,13 +143,19 @@ func (p *jsonParser) value(depth int, omit *omissions) (ast.Value, error) {
 	case c == '[':
 		return p.array(depth, omit)
 	case c == '"':
-		s, err := p.str()
+		raw, s, err := p.str()
 		if err != nil {
 			return nil, err
 		}
+		// A shared value ("v1", "Exists", "IfNotPresent", ...) costs no
+		// allocation.
+		if raw != nil {
+			if t, ok := p.keys[string(raw)]; ok {
+				return t.Value, nil
+			}
+			return ast.String(p.copyString(raw)), nil
+		}
 		if t, ok := p.keys[s]; ok {
-			// A shared value ("v1", "Exists", "IfNotPresent", ...) costs no
-			// allocation.
 			return t.Value, nil
 		}
 		return ast.String(s), nil
@@ -147,12 +180,24 @@ func (p *jsonParser) object(depth int, omit *omissions) (ast.Value, error) {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return nil, p.errorf("expected object key")
 		}
-		k, err := p.str()
+		raw, k, err := p.str()
 		if err != nil {
 			return nil, err
 		}
-		key, shared := p.keys[k]
-		if !shared {
+		var key *ast.Term
+		shared := false
+		if raw != nil {
+			key, shared = p.keys[string(raw)]
+		} else {
+			key, shared = p.keys[k]
+		}
+		switch {
+		case shared:
+			k = string(key.Value.(ast.String))
+		case raw != nil:
+			k = p.copyString(raw)
+			fallthrough
+		default:
 			key = p.term(ast.String(k))
 		}
 		if p.skipSpace(); p.pos >= len(p.data) || p.data[p.pos] != ':' {
@@ -325,7 +370,9 @@ func (p *jsonParser) skipString() error {
 // str reads a string. Kubernetes JSON is almost never escaped, so plain
 // ASCII/UTF-8 is sliced directly; anything else goes through
 // encoding/json for its exact escape and invalid-UTF-8 handling.
-func (p *jsonParser) str() (string, error) {
+// str reads a string: raw is its bytes in the document when they are its
+// value (no escapes, valid UTF-8), else nil with s the decoded value.
+func (p *jsonParser) str() (raw []byte, s string, err error) {
 	start := p.pos // the opening quote
 	p.pos++
 	plain := true
@@ -334,24 +381,26 @@ func (p *jsonParser) str() (string, error) {
 		switch {
 		case c == '"':
 			p.pos++
-			if raw := p.src[start+1 : p.pos-1]; plain && utf8.ValidString(raw) {
-				return raw, nil
+			if raw := p.data[start+1 : p.pos-1]; plain && utf8.Valid(raw) {
+				return raw[:len(raw):len(raw)], "", nil
 			}
-			var s string
-			if err := json.Unmarshal(p.data[start:p.pos], &s); err != nil {
-				return "", fmt.Errorf("invalid JSON string at offset %d: %w", start, err)
+			// Decoded into a variable of this branch only: its address
+			// escapes, which would cost every call an allocation.
+			var decoded string
+			if err := json.Unmarshal(p.data[start:p.pos], &decoded); err != nil {
+				return nil, "", fmt.Errorf("invalid JSON string at offset %d: %w", start, err)
 			}
-			return s, nil
+			return nil, decoded, nil
 		case c == '\\':
 			plain = false
 			p.pos += 2
 		case c < 0x20:
-			return "", p.errorf("control character in string")
+			return nil, "", p.errorf("control character in string")
 		default:
 			p.pos++
 		}
 	}
-	return "", errors.New("invalid JSON: unterminated string")
+	return nil, "", errors.New("invalid JSON: unterminated string")
 }
 
 // number checks the JSON number grammar and keeps the literal, like
@@ -382,7 +431,7 @@ func (p *jsonParser) number() (ast.Value, error) {
 			return nil, p.errorf("invalid number")
 		}
 	}
-	return ast.Number(p.src[start:p.pos]), nil
+	return ast.Number(p.copyString(p.data[start:p.pos])), nil
 }
 
 func (p *jsonParser) digits() int {
