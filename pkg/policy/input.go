@@ -195,7 +195,8 @@ func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, 
 	if err != nil {
 		return nil, fmt.Errorf("policy input: encoding request: %w", err)
 	}
-	v, err := jsonValueKeys(raw, keys)
+	p := newJSONParser(keys)
+	v, err := p.convert(raw, nil)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: decoding request: %w", err)
 	}
@@ -203,11 +204,11 @@ func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, 
 	if !ok {
 		return nil, fmt.Errorf("policy input: request encodes as %v, not an object", ast.TypeName(v))
 	}
-	object, err := rawExtensionValue(req.Object, keys, omit)
+	object, err := rawExtensionValue(p, req.Object, omit)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: request.object: %w", err)
 	}
-	oldObject, err := rawExtensionValue(req.OldObject, keys, omit)
+	oldObject, err := rawExtensionValue(p, req.OldObject, omit)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: request.oldObject: %w", err)
 	}
@@ -216,7 +217,7 @@ func requestValue(req *admissionv1.AdmissionRequest, keys map[string]*ast.Term, 
 	return obj, nil
 }
 
-func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term, omit *omissions) (ast.Value, error) {
+func rawExtensionValue(p *jsonParser, ext runtime.RawExtension, omit *omissions) (ast.Value, error) {
 	raw := ext.Raw
 	if len(raw) == 0 {
 		if ext.Object == nil {
@@ -227,7 +228,7 @@ func rawExtensionValue(ext runtime.RawExtension, keys map[string]*ast.Term, omit
 			return nil, err
 		}
 	}
-	return objectValue(raw, keys, omit)
+	return p.convert(raw, omit)
 }
 
 // inputOptions are what a bundle needs in its input beyond the document.

@@ -32,7 +32,17 @@ func jsonValueKeys(data []byte, keys map[string]*ast.Term) (ast.Value, error) {
 // objectValue is jsonValueKeys for a Kubernetes object, leaving out the
 // members omit names, skipped unconverted (see omit.go).
 func objectValue(data []byte, keys map[string]*ast.Term, omit *omissions) (ast.Value, error) {
-	p := jsonParser{data: data, keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
+	return newJSONParser(keys).convert(data, omit)
+}
+
+func newJSONParser(keys map[string]*ast.Term) *jsonParser {
+	return &jsonParser{keys: keys, pairs: make([][2]*ast.Term, 0, 32), elems: make([]*ast.Term, 0, 32)}
+}
+
+// convert converts one document. A parser converts the documents of one
+// request one after the other, sharing its blocks of terms and strings.
+func (p *jsonParser) convert(data []byte, omit *omissions) (ast.Value, error) {
+	p.data, p.pos = data, 0
 	v, err := p.value(0, omit)
 	if err != nil {
 		return nil, err
