@@ -475,3 +475,19 @@ func BenchmarkEvaluateDuringCollection(b *testing.B) {
 	b.ReportMetric(float64(percentile(during, 50)), "p50-with-cycle-end-ns")
 	b.ReportMetric(float64(percentile(clear, 50)), "p50-without-ns")
 }
+
+// BenchmarkEvaluateCallgrind is BenchmarkEvaluateRealPolicies at
+// tenants=10 without the evaluation timeout, for counting instructions
+// under valgrind --tool=callgrind (an evaluation there takes longer than
+// DefaultEvalTimeout); see docs/benchmarks.md, fifth round.
+func BenchmarkEvaluateCallgrind(b *testing.B) {
+	cfg := scaledConfig(10)
+	in := tenantInput(b, mutatedPod(b, cfg, benchPod()), cfg)
+	engine := NewEngine(loadEmbedded(b, nil), EngineOptions{Timeout: time.Hour})
+	ctx := context.Background()
+	for b.Loop() {
+		if d, err := engine.Evaluate(ctx, in); err != nil || !d.Allowed {
+			b.Fatal(err, d.Violations)
+		}
+	}
+}

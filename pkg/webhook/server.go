@@ -194,6 +194,7 @@ func NewServer(restConfig *rest.Config, opts Options, log logr.Logger) (*Server,
 	if err != nil {
 		return nil, fmt.Errorf("embedded policies: %w", err)
 	}
+	log.WithName("policies").Info("Loaded the embedded policies", "revision", embedded.Revision(), "rules", len(embedded.Catalog()), "tests", embedded.TestsRun(), "omittedMembers", embedded.OmittedMembers())
 	engine := policy.NewEngine(embedded, policy.EngineOptions{})
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
