@@ -213,3 +213,20 @@ func FuzzObjectValue(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkObjectValue converts the benchmark pod as the API server sends
+// it (managed fields included) with the embedded bundle's omissions, most
+// of which skipValue steps over.
+func BenchmarkObjectValue(b *testing.B) {
+	raw, err := json.Marshal(mutatedPod(b, scaledConfig(10), benchPod()))
+	require.NoError(b, err)
+	pods, _, _ := inputOmissions(nil)
+	keys := newSharedKeys()
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := objectValue(raw, keys, pods); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
