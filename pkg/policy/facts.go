@@ -12,13 +12,14 @@ import (
 	"github.com/harbormaster-dev/harbormaster/pkg/config"
 )
 
-// input.facts: what the policies would otherwise derive from the reviewed
-// object on every request by iterating its containers, computed here in a
-// few microseconds instead of a few hundred Rego expressions. Every fact
-// has a Rego fallback in lib.rego, which computes the same when the field
-// is absent (tests, inputs replayed with opa eval), and
-// TestFactsAgreeWithPolicies checks that both agree. The facts are
-// documented in policies/README.md.
+// input.facts: what the policies would otherwise derive on every request
+// from the request's scope (kind, operation, tenant, configuration) and by
+// iterating the reviewed object's containers, computed here in a few
+// microseconds instead of a few hundred Rego expressions. Every fact has a
+// Rego fallback in lib.rego, which computes the same when the field is
+// absent (tests, inputs replayed with opa eval), and
+// TestFactsAgreeWithPolicies and TestScopeFactsAgreeWithPolicies check
+// that both agree. The facts are documented in policies/README.md.
 
 // containerKinds are lib.rego's container_kinds, in its order.
 func containerKinds() [3]string {
