@@ -609,9 +609,14 @@ new_pod_template if {
 # evaluation needs a quarter of the stack (a new goroutine per request grows
 # its stack from a few kilobytes). Each body is guarded like the rules that
 # read its helpers, so that a request computes nothing its rules would not.
-prefetch contains "kind" if kind_info
-
-prefetch contains "scope" if tenant_review
+# The request's scope comes from input.facts (when the engine derived them),
+# cheap enough for one body.
+prefetch contains "scope" if {
+	kind_info
+	tenant_review
+	allowed_host_groups
+	owned_pools
+}
 
 prefetch contains "pod" if {
 	reviewable
@@ -625,14 +630,4 @@ prefetch contains "placement" if {
 	tolerations
 	node_selector
 	required_terms
-}
-
-prefetch contains "host_groups" if {
-	tenant_review
-	allowed_host_groups
-}
-
-prefetch contains "pools" if {
-	tenant_review
-	owned_pools
 }
