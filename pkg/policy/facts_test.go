@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -255,6 +257,19 @@ func TestScopeFactsAgreeWithPolicies(t *testing.T) {
 		group, kind string
 		object      string
 	}{"", "Pod", `{"metadata": {"labels": {"app.kubernetes.io/name": 7}}}`}
+	// GPUs: on UPDATE, HM-RS-002 evaluates the old pod's count `with`
+	// input.request.object as the old object, where the facts must not
+	// be taken.
+	objects["pod with GPUs"] = struct {
+		group, kind string
+		object      string
+	}{"", "Pod", `{"metadata": {"annotations": {"harbormaster.io/gpu-milli": "1500"}}, "spec": {"containers": [{"name": "t", "image": "docker.io/library/x", "resources": {"limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "2"}}}]}}`}
+	// The old object of UPDATEs: fewer GPUs, another image and labels.
+	oldObjects := map[string]string{
+		"":      `{"metadata": {"labels": {"app.kubernetes.io/name": "web"}}, "spec": {"containers": [{"name": "t", "image": "nginx", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}`,
+		"apps":  `{"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}`,
+		"batch": `{"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}`,
+	}
 	namespaces := map[string]Namespace{
 		"team-a":         {Name: "team-a-dev", Labels: tenantLabels()},
 		"no tenant":      {Name: "plain"},
@@ -273,6 +288,7 @@ func TestScopeFactsAgreeWithPolicies(t *testing.T) {
 		return v
 	}
 	cases, decided := 0, 0
+	ids := map[string]bool{}
 	for _, appLabel := range []string{"", "component"} {
 		cfg := scopeConfig(appLabel)
 		for name, obj := range objects {
@@ -281,6 +297,9 @@ func TestScopeFactsAgreeWithPolicies(t *testing.T) {
 					for _, sub := range []string{"", "resize", "ephemeralcontainers", "status", "scale"} {
 						req := reviewRequest(obj.group, obj.kind, obj.object)
 						req.Operation, req.SubResource = op, sub
+						if op == admissionv1.Update {
+							req.OldObject = runtime.RawExtension{Raw: []byte(oldObjects[obj.group])}
+						}
 						withFacts, withoutFacts := engineInput(t, req, ns, cfg)
 						if withFacts.Get(ast.StringTerm("facts")) == nil {
 							continue
@@ -298,8 +317,12 @@ func TestScopeFactsAgreeWithPolicies(t *testing.T) {
 						}
 						cases++
 						if appLabel == "" && (sub == "" || sub == "resize") {
-							require.Equal(t, decide(t, withoutFacts, cfg), decide(t, withFacts, cfg), "%s in %s, %s %q", name, nsName, op, sub)
+							want := decide(t, withoutFacts, cfg)
+							require.Equal(t, want, decide(t, withFacts, cfg), "%s in %s, %s %q", name, nsName, op, sub)
 							decided++
+							for _, v := range want {
+								ids[v.ID+" "+string(op)] = true
+							}
 						}
 					}
 				}
@@ -307,6 +330,11 @@ func TestScopeFactsAgreeWithPolicies(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests, %d decisions", cases, decided)
+	// The decisions compared include denials of every area, on UPDATE too
+	// (HM-RS-002 there is the old pod's count, evaluated `with` it).
+	for _, id := range []string{"HM-NS-001 CREATE", "HM-NS-002 CREATE", "HM-RS-001 CREATE", "HM-RS-002 CREATE", "HM-RS-002 UPDATE", "HM-RG-001 UPDATE", "HM-HG-004 CREATE"} {
+		require.True(t, ids[id], "no decision with %s among %v", id, slices.Sorted(maps.Keys(ids)))
+	}
 }
 
 // The policies ignore facts that were not derived from this very request,
