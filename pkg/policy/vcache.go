@@ -30,6 +30,10 @@ type virtualCache struct {
 const (
 	cacheEntryBlock = 64
 	cacheRefsBlock  = 512
+	// cacheBlocksKept bounds what reset keeps for the next evaluation: an
+	// evaluation of the real policies caches about 70 results, and a rare
+	// one caching thousands must not pin them in the engine's pool.
+	cacheBlocksKept = 8
 )
 
 // cacheEntry is one cached reference; next chains references whose hashes
@@ -130,6 +134,13 @@ func (c *virtualCache) reset() {
 		clear(c.blocks[i])
 	}
 	c.block, c.next = 0, 0
+	if len(c.blocks) > cacheBlocksKept {
+		clear(c.blocks[cacheBlocksKept:])
+		c.blocks = c.blocks[:cacheBlocksKept]
+	}
+	if cap(c.refs) > cacheBlocksKept*cacheRefsBlock {
+		c.refs = nil
+	}
 	clear(c.refs[:cap(c.refs)])
 	c.refs = c.refs[:0]
 	clear(c.frames[0])

@@ -66,6 +66,14 @@ func TestVirtualCacheMatchesOPA(t *testing.T) {
 	}
 	got.reset()
 	require.Empty(t, got.Keys())
+	// What it keeps is bounded.
+	for i := range (cacheBlocksKept + 2) * cacheEntryBlock {
+		got.Put(ast.Ref{ast.DefaultRootDocument, ast.IntNumberTerm(i), ast.StringTerm(strings.Repeat("y", 3000))}, nil)
+	}
+	require.Greater(t, len(got.blocks), cacheBlocksKept)
+	got.reset()
+	require.Len(t, got.blocks, cacheBlocksKept)
+	require.LessOrEqual(t, cap(got.refs), cacheBlocksKept*cacheRefsBlock)
 	for _, b := range got.blocks {
 		for _, e := range b {
 			require.Zero(t, e)
