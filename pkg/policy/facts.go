@@ -185,8 +185,8 @@ func podSubresources() [3]string { return [...]string{"", "resize", "ephemeralco
 //	owned_pools:         lib.owned_pools, for a pod labelled podLabels
 //
 // A request of an unreviewed kind has no facts at all.
-func scopeFacts(d Document, cfg *config.Config, idx *ConfigIndex, podLabels ast.Object) [][2]*ast.Term {
-	req := d.Request
+func scopeFacts(d Document, idx *ConfigIndex, podLabels ast.Object) [][2]*ast.Term {
+	req, cfg := d.Request, d.Config
 	reviewable := false
 	if op := req.Operation; (op == admissionv1.Create || op == admissionv1.Update) && !d.ExemptNamespace {
 		if req.Kind.Group == "" && req.Kind.Kind == "Pod" {

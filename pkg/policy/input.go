@@ -151,7 +151,7 @@ func (d Document) value(cfg configTerms, keys map[string]*ast.Term, opts inputOp
 	items := make([][2]*ast.Term, 0, 7)
 	if obj := req.Get(ast.InternedTerm("object")); obj != nil && opts.facts {
 		if facts, podLabels := requestFacts(d.Request.Kind.Group, d.Request.Kind.Kind, obj.Value, keys); facts != nil {
-			facts = append(facts, scopeFacts(d, d.Config, cfg.indexDoc, podLabels)...)
+			facts = append(facts, scopeFacts(d, cfg.indexDoc, podLabels)...)
 			// What the facts were derived from, the very terms of this
 			// input: the policies take the facts only while these are
 			// input's (a rule may evaluate `with` another object).

@@ -97,6 +97,26 @@ func (p *jsonParser) copyString(raw []byte) string {
 	return unsafe.String(&p.strs[start], len(raw))
 }
 
+// sharedTerm is the shared term of the string str read, if there is one.
+// The lookup with string(raw) allocates nothing.
+func (p *jsonParser) sharedTerm(raw []byte, decoded string) (*ast.Term, bool) {
+	if raw != nil {
+		t, ok := p.keys[string(raw)]
+		return t, ok
+	}
+	t, ok := p.keys[decoded]
+	return t, ok
+}
+
+// stringOf is the string str read, copied out of the document when it is
+// a slice of it.
+func (p *jsonParser) stringOf(raw []byte, decoded string) string {
+	if raw != nil {
+		return p.copyString(raw)
+	}
+	return decoded
+}
+
 func (p *jsonParser) term(v ast.Value) *ast.Term {
 	if len(p.slab) == 0 {
 		p.slab = make([]ast.Term, termBlock)
@@ -153,22 +173,16 @@ func (p *jsonParser) value(depth int, omit *omissions) (ast.Value, error) {
 	case c == '[':
 		return p.array(depth, omit)
 	case c == '"':
-		raw, s, err := p.str()
+		raw, decoded, err := p.str()
 		if err != nil {
 			return nil, err
 		}
 		// A shared value ("v1", "Exists", "IfNotPresent", ...) costs no
 		// allocation.
-		if raw != nil {
-			if t, ok := p.keys[string(raw)]; ok {
-				return t.Value, nil
-			}
-			return ast.String(p.copyString(raw)), nil
-		}
-		if t, ok := p.keys[s]; ok {
+		if t, ok := p.sharedTerm(raw, decoded); ok {
 			return t.Value, nil
 		}
-		return ast.String(s), nil
+		return ast.String(p.stringOf(raw, decoded)), nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number()
 	default:
@@ -190,35 +204,24 @@ func (p *jsonParser) object(depth int, omit *omissions) (ast.Value, error) {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return nil, p.errorf("expected object key")
 		}
-		raw, k, err := p.str()
+		raw, decoded, err := p.str()
 		if err != nil {
 			return nil, err
-		}
-		var key *ast.Term
-		shared := false
-		if raw != nil {
-			key, shared = p.keys[string(raw)]
-		} else {
-			key, shared = p.keys[k]
-		}
-		switch {
-		case shared:
-			k = string(key.Value.(ast.String))
-		case raw != nil:
-			k = p.copyString(raw)
-			fallthrough
-		default:
-			key = p.term(ast.String(k))
 		}
 		if p.skipSpace(); p.pos >= len(p.data) || p.data[p.pos] != ':' {
 			return nil, p.errorf("expected ':' after object key")
 		}
 		p.pos++
-		if member := omit.child(k); member != nil && member.omit {
+		// An omitted member costs no key term.
+		if member := omit.childOf(raw, decoded); member != nil && member.omit {
 			if err := p.skipValue(); err != nil {
 				return nil, err
 			}
 		} else {
+			key, shared := p.sharedTerm(raw, decoded)
+			if !shared {
+				key = p.term(ast.String(p.stringOf(raw, decoded)))
+			}
 			v, err := p.value(depth+1, member)
 			if err != nil {
 				return nil, err
@@ -377,12 +380,11 @@ func (p *jsonParser) skipString() error {
 	return p.errorf("unterminated string")
 }
 
-// str reads a string. Kubernetes JSON is almost never escaped, so plain
-// ASCII/UTF-8 is sliced directly; anything else goes through
-// encoding/json for its exact escape and invalid-UTF-8 handling.
 // str reads a string: raw is its bytes in the document when they are its
-// value (no escapes, valid UTF-8), else nil with s the decoded value.
-func (p *jsonParser) str() (raw []byte, s string, err error) {
+// value (no escapes, valid UTF-8: Kubernetes JSON is almost never
+// escaped), else nil with decoded the value encoding/json decodes, for its
+// exact escape and invalid-UTF-8 handling.
+func (p *jsonParser) str() (raw []byte, decoded string, err error) {
 	start := p.pos // the opening quote
 	p.pos++
 	plain := true
@@ -396,11 +398,11 @@ func (p *jsonParser) str() (raw []byte, s string, err error) {
 			}
 			// Decoded into a variable of this branch only: its address
 			// escapes, which would cost every call an allocation.
-			var decoded string
-			if err := json.Unmarshal(p.data[start:p.pos], &decoded); err != nil {
+			var s string
+			if err := json.Unmarshal(p.data[start:p.pos], &s); err != nil {
 				return nil, "", fmt.Errorf("invalid JSON string at offset %d: %w", start, err)
 			}
-			return nil, decoded, nil
+			return nil, s, nil
 		case c == '\\':
 			plain = false
 			p.pos += 2

@@ -114,7 +114,7 @@ func withoutMembers(tb testing.TB, data []byte, omit *omissions) (ast.Value, err
 		switch x := v.(type) {
 		case map[string]any:
 			for k, member := range x {
-				if c := o.child(k); c != nil && c.omit {
+				if c := o.members[k]; c != nil && c.omit {
 					delete(x, k)
 				} else {
 					del(member, c)

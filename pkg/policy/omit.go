@@ -24,8 +24,8 @@ type omittable struct {
 	path    []string
 }
 
-// containerKindsOmitted are the container lists whose members below may be
-// left out.
+// omittableMembers are the members the engine may leave out, in the order
+// Bundle.OmittedMembers lists them.
 func omittableMembers() []omittable {
 	out := []omittable{
 		{path: []string{"metadata", managedFieldsKey}},
@@ -55,12 +55,18 @@ type omissions struct {
 	members map[string]*omissions
 }
 
-// child is the node of member name; nil when nothing below it is left out.
-func (o *omissions) child(name string) *omissions {
-	if o == nil {
+// childOf is the node of the member whose name the parser read (see
+// jsonParser.str); nil when nothing below it is left out. The lookup with
+// string(raw) allocates nothing.
+func (o *omissions) childOf(raw []byte, decoded string) *omissions {
+	switch {
+	case o == nil:
 		return nil
+	case raw != nil:
+		return o.members[string(raw)]
+	default:
+		return o.members[decoded]
 	}
-	return o.members[name]
 }
 
 func (o *omissions) add(path []string) {
