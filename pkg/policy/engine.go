@@ -132,6 +132,11 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
+	// OPA polls a Cancel. Without one of ours it starts a goroutine per
+	// evaluation to watch ctx, and starting and ending it wakes another
+	// processor twice per request; AfterFunc runs only when ctx is done.
+	stop := topdown.NewCancel()
+	defer context.AfterFunc(ctx, stop.Cancel)()
 	// OPA is done with the cache when Eval returns: its results are
 	// converted to Go values.
 	cache := e.caches.Get().(*virtualCache)
@@ -141,7 +146,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) (d Decision, err error)
 	}()
 	// Nothing reads OPA's per-evaluation timers: the decision log has the
 	// latency.
-	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(cache), rego.EvalMetrics(metrics.NoOp())}
+	opts := []rego.EvalOption{rego.EvalParsedInput(input), rego.EvalVirtualCache(cache), rego.EvalMetrics(metrics.NoOp()), rego.EvalExternalCancel(stop)}
 	var builtinErrs []topdown.Error
 	if e.strictBuiltin {
 		opts = append(opts, rego.EvalBuiltinErrorList(&builtinErrs))

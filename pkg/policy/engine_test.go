@@ -280,6 +280,15 @@ pick := 2 if input.namespace.name == "boom"
 		})
 	}
 
+	// The caller's cancellation stops a running evaluation too, not only the
+	// engine's timeout.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = NewEngine(slow, EngineOptions{Timeout: 10 * time.Second}).Evaluate(ctx, Input{Request: podRequest(t, realisticPod()), Namespace: Namespace{Name: "slow"}})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Less(t, time.Since(start), 5*time.Second)
+
 	// Without strict mode the failing expression is undefined: no violation.
 	d, err := NewEngine(badQuantity, EngineOptions{}).Evaluate(context.Background(), Input{
 		Request: podRequest(t, realisticPod()), Namespace: Namespace{Name: "not-a-quantity"},
